@@ -1,0 +1,144 @@
+"""The site side: a Flower ClientApp that trains and evaluates a user's LightningModule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from pytorch_lightning.loggers import CSVLogger
+
+from colearn_fl.arrays import arrays_to_state_dict, state_dict_to_arrays
+from colearn_fl.callback import RoundStats, ServerSchedule
+from colearn_fl.config import (
+    LOCAL_EPOCHS,
+    LR_MAX,
+    LR_MIN,
+    LR_SCHEDULE,
+    NUM_EXAMPLES,
+    PARTITION_ID,
+    SERVER_ROUND,
+    TRAIN_LOSS,
+    RunConfig,
+)
+from colearn_fl.errors import ConfigError
+from colearn_fl.results import run_folder
+
+ModuleFn = Callable[[dict[str, Any]], pl.LightningModule]
+DataModuleFn = Callable[[Context], pl.LightningDataModule]
+
+
+def client_app(module_fn: ModuleFn, datamodule_fn: DataModuleFn) -> ClientApp:
+    """A ClientApp that federates a LightningModule with co-learning.
+
+    Parameters
+    ----------
+    module_fn : Callable[[dict], LightningModule]
+        Builds the user's module from the run config; its ``configure_optimizers`` picks the
+        optimizer, the server's cycle sets the LR.
+    datamodule_fn : Callable[[Context], LightningDataModule]
+        Builds this site's data (``train_dataloader`` for training, ``val_dataloader`` for
+        evaluation) from the Flower context (``node_config`` holds ``data-dir`` or the
+        simulation partition).
+
+    Returns
+    -------
+    ClientApp
+        Train replies carry the full state_dict, ``num-examples`` and ``train-loss``; evaluate
+        replies carry ``num-examples`` and every metric the module logs in validation.
+    """
+    app = ClientApp()
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        return train_round(msg, context, module_fn, datamodule_fn)
+
+    @app.evaluate()
+    def evaluate(msg: Message, context: Context) -> Message:
+        return evaluate_round(msg, context, module_fn, datamodule_fn)
+
+    return app
+
+
+def train_round(
+    msg: Message, context: Context, module_fn: ModuleFn, datamodule_fn: DataModuleFn
+) -> Message:
+    """Load the global model, train the round's epochs on the server's cycle, reply."""
+    config = msg.content["config"]
+    module = _load(module_fn, context, msg.content["arrays"])
+    schedule = ServerSchedule(
+        str(config[LR_SCHEDULE]), float(config[LR_MAX]), float(config[LR_MIN])
+    )
+    stats = RoundStats()
+    epochs = int(config[LOCAL_EPOCHS])
+    if epochs < 1:
+        raise ConfigError(f"{LOCAL_EPOCHS}={epochs}: the server must send at least 1 epoch.")
+    server_round = int(config[SERVER_ROUND])
+    torch.manual_seed(hash((_run_config(context).seed, server_round, _site(context))) % 2**31)
+    trainer = _trainer(context, server_round, [schedule, stats], epochs)
+    trainer.fit(module, datamodule=datamodule_fn(context))
+    metrics = MetricRecord({NUM_EXAMPLES: stats.examples_per_epoch,
+                            TRAIN_LOSS: stats.mean_loss})
+    reply = RecordDict({"arrays": state_dict_to_arrays(module.state_dict()),
+                        "metrics": metrics})
+    return Message(content=reply, reply_to=msg)
+
+
+def evaluate_round(
+    msg: Message, context: Context, module_fn: ModuleFn, datamodule_fn: DataModuleFn
+) -> Message:
+    """Load the global model, validate it on this site's held-out data, reply metrics."""
+    module = _load(module_fn, context, msg.content["arrays"])
+    stats = RoundStats()
+    trainer = _trainer(context, int(msg.content["config"][SERVER_ROUND]), [stats])
+    results = trainer.validate(module, datamodule=datamodule_fn(context), verbose=False)
+    metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    metrics[NUM_EXAMPLES] = stats.eval_examples
+    return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+
+
+def _load(module_fn: ModuleFn, context: Context, arrays: ArrayRecord) -> pl.LightningModule:
+    """The user's module with the global weights loaded (every key must match)."""
+    module = module_fn(dict(context.run_config))
+    module.load_state_dict(arrays_to_state_dict(arrays), strict=True)
+    return module
+
+
+def _trainer(
+    context: Context, server_round: int, callbacks: list[pl.Callback], epochs: int = 0
+) -> pl.Trainer:
+    """A Trainer for one round at this site (CPU or GPU chosen automatically).
+
+    ``epochs=0`` builds an evaluation-only Trainer; training Trainers skip validation, which
+    the server asks for separately.
+    """
+    logger = CSVLogger(
+        save_dir=run_folder(_run_config(context), context.run_id) / "sites",
+        name=f"site-{_site(context)}",
+        version=f"round-{server_round}-{'train' if epochs else 'evaluate'}",
+    )
+    return pl.Trainer(
+        max_epochs=max(epochs, 1),
+        accelerator="auto",
+        devices=1,
+        callbacks=callbacks,
+        logger=logger,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0 if epochs else None,
+        default_root_dir=str(logger.save_dir),
+    )
+
+
+
+def _run_config(context: Context) -> RunConfig:
+    return RunConfig.from_dict(context.run_config)
+
+
+def _site(context: Context) -> int:
+    """This site's name in logs and seeds: its partition in simulation, else its node id."""
+    return int(context.node_config.get(PARTITION_ID, context.node_id))

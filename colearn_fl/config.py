@@ -1,0 +1,135 @@
+"""Run-config keys, defined once, parsed and validated once into a frozen dataclass.
+
+Every key is kebab-case on the wire and in ``pyproject.toml``; the dataclass fields are the same
+names in snake_case. ``RunConfig.from_dict`` is the only place that reads raw run-config values:
+below it, code receives plain, validated arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from colearn_fl.errors import ConfigError
+from strategies.schedules import validate_epochs, validate_lr_cycle
+
+# Wire keys (server -> site, every training round; DESIGN.md section 2).
+LOCAL_EPOCHS = "local-epochs"
+LR_SCHEDULE = "lr-schedule"
+LR_MAX = "lr-max"
+LR_MIN = "lr-min"
+SERVER_ROUND = "server-round"
+# Reply metric keys (site -> server).
+NUM_EXAMPLES = "num-examples"
+TRAIN_LOSS = "train-loss"
+# Node-config keys (per SuperNode; simulation sets the partition keys).
+DATA_DIR = "data-dir"
+PARTITION_ID = "partition-id"
+NUM_PARTITIONS = "num-partitions"
+
+PARTITIONINGS = ("iid", "dirichlet")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Validated run configuration (``[tool.flwr.app.config]`` + ``--run-config``)."""
+
+    task: str = "image"  # task registry name (tasks.list_tasks())
+    model: str = ""  # model name within the task; "" = the task's default
+    data_dir: str = ""  # "" = the task's default location
+    num_server_rounds: int = 3
+    lr_schedule: str = "cosine"  # LR cycle shape inside each round (CLR)
+    lr_max: float = 0.05  # top of each round's cycle
+    lr_min: float = 0.0005  # bottom of each round's cycle
+    lr_gamma: float = 0.5  # exp-range: the cycle's amplitude shrinks by this factor per round
+    epochs_schedule: str = "geometric"  # local epochs over rounds (ILE)
+    epochs_initial: int = 1  # T0: local epochs in round 1
+    epochs_mult: float = 2.0  # geometric: T0 * mult^(round-1)
+    epochs_step: int = 1  # linear: T0 + step * (round-1)
+    batch_size: int = 64
+    fraction_train: float = 1.0  # fraction of connected sites that train each round
+    fraction_evaluate: float = 1.0  # fraction of connected sites that evaluate each round
+    min_available_nodes: int = 2  # the server waits for this many sites before a round
+    partitioning: Literal["iid", "dirichlet"] = "iid"  # simulation only
+    dirichlet_alpha: float = 0.5
+    seed: int = 0
+    max_samples: int = 0  # 0 = all; else cap on each split's size, for quick runs
+    num_workers: int = 0  # DataLoader workers per site
+    output_dir: str = "outputs"
+    run_name: str = ""  # "" = a timestamp
+    resume: bool = False  # continue the run in output-dir/run-name from its checkpoint
+    central_eval: bool = True  # evaluate the global model on the test split every round
+    extra: Mapping[str, Any] = field(default_factory=dict)  # keys a task or user app adds
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RunConfig:
+        """Parse a run-config mapping (kebab-case keys), validating every known key.
+
+        Unknown keys are kept in ``extra`` so a user's own app can define its own keys.
+        """
+        known = {f.name.replace("_", "-"): f for f in dataclasses.fields(cls) if f.name != "extra"}
+        values: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key in known:
+                values[known[key].name] = _coerce(key, value, type(getattr(cls(), known[key].name)))
+            else:
+                extra[key] = value
+        config = cls(**values, extra=extra)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise ``ConfigError`` naming the first key whose value is out of range."""
+        validate_lr_cycle(self.lr_schedule, self.lr_max, self.lr_min)
+        validate_epochs(self.epochs_schedule, self.epochs_initial, self.epochs_mult,
+                        self.epochs_step)
+        _one_of("partitioning", self.partitioning, PARTITIONINGS)
+        _positive("num-server-rounds", self.num_server_rounds)
+        _positive("batch-size", self.batch_size)
+        _positive("dirichlet-alpha", self.dirichlet_alpha)
+        _positive("min-available-nodes", self.min_available_nodes)
+        if not 0.0 < self.lr_gamma <= 1.0:
+            raise ConfigError(f"lr-gamma={self.lr_gamma}: must be in (0, 1].")
+        for key, value in (("fraction-train", self.fraction_train),
+                           ("fraction-evaluate", self.fraction_evaluate)):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{key}={value}: must be in [0, 1].")
+        for key, value in (("max-samples", self.max_samples), ("num-workers", self.num_workers)):
+            if value < 0:
+                raise ConfigError(f"{key}={value}: must be >= 0 (0 means all / none).")
+
+
+def _coerce(key: str, value: Any, expected: type) -> Any:
+    """Cast a TOML/CLI value to the field's type, or raise naming the key."""
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    elif expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif expected is str and isinstance(value, str):
+        return value
+    raise ConfigError(
+        f"{key}={value!r}: expected a {expected.__name__}. "
+        f"Fix it in [tool.flwr.app.config] or with --run-config '{key}=...'."
+    )
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not known; use one of: {', '.join(allowed)}.")
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key}={value}: must be > 0.")

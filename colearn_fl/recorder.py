@@ -1,0 +1,119 @@
+"""What the server does after every round: evaluate centrally, record, checkpoint, report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from logging import INFO
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from flwr.app import ArrayRecord, MetricRecord
+from flwr.supercore import log
+
+from colearn_fl.arrays import arrays_to_state_dict
+from colearn_fl.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from colearn_fl.results import CURVES_PNG, Row, plot_curves, write_history
+from strategies.colearn import CoLearn
+
+CentralEval = Callable[[pl.LightningModule], dict[str, float]]
+
+
+class RoundRecorder:
+    """The ``evaluate_fn`` given to ``Strategy.start``: called before round 1 and after each.
+
+    After round ``r`` it evaluates the global model on the server's test data (when there is
+    any), appends a history row (schedule sent, train loss, federated and central metrics,
+    sites, bytes, wall time), checkpoints atomically and logs one line.
+
+    Parameters
+    ----------
+    strategy : CoLearn
+        The running strategy; its ``rounds`` hold what each round sent and received.
+    module : pl.LightningModule
+        A module of the federated architecture, used to evaluate and to checkpoint.
+    folder : Path
+        The run folder (history, checkpoint, curves).
+    run_config : dict
+        Stored in the history and the checkpoint, so a run can be resumed and audited.
+    central_eval : Callable or None
+        Evaluates a module on the server's test split and returns its metrics.
+    history : list of rows
+        Rows of rounds completed before this start (resume); new rows are appended.
+    total_rounds : int
+        The run's last round, for the log line.
+    """
+
+    def __init__(
+        self,
+        strategy: CoLearn,
+        module: pl.LightningModule,
+        folder: Path,
+        run_config: dict[str, Any],
+        central_eval: CentralEval | None,
+        history: list[Row],
+        total_rounds: int,
+    ) -> None:
+        self.strategy, self.module, self.folder = strategy, module, folder
+        self.run_config, self.central_eval = run_config, central_eval
+        self.history, self.total_rounds = history, total_rounds
+        self._elapsed_before = float(history[-1]["elapsed-s"]) if history else 0.0
+        self._started = time.monotonic()
+        self._last = self._started
+
+    def __call__(self, loop_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        server_round = loop_round + self.strategy.round_offset
+        if loop_round == 0 and server_round > 0:
+            return None  # resumed: this model was evaluated when its round ended
+        self.module.load_state_dict(arrays_to_state_dict(arrays), strict=True)
+        central = self.central_eval(self.module) if self.central_eval else {}
+        row = self._row(server_round, central)
+        self.history.append(row)
+        if server_round > 0:
+            save_checkpoint(self.folder / CHECKPOINT_NAME, {
+                "round": server_round,
+                "state_dict": self.module.state_dict(),
+                "history": self.history,
+                "run-config": self.run_config,
+            })
+        write_history(self.folder, self.history, self.run_config)
+        plot_curves(self.folder / CURVES_PNG, self.history, _main_metric(self.history))
+        log(INFO, "%s", _round_line(row, self.total_rounds))
+        return MetricRecord(central) if central else None
+
+    def _row(self, server_round: int, central: dict[str, float]) -> Row:
+        now = time.monotonic()
+        record = self.strategy.rounds.get(server_round, {})
+        row: Row = {"round": server_round, **record.get("schedule", {})}
+        row.update({k: v for k, v in record.get("train-metrics", {}).items()})
+        row.update({f"federated-{k}": v for k, v in record.get("federated-metrics", {}).items()})
+        row.update({f"central-{k}": v for k, v in central.items()})
+        row.update({k: v for k, v in record.items() if k.startswith(("sites-", "model-"))})
+        row["round-s"] = round(now - self._last, 3)
+        row["elapsed-s"] = round(self._elapsed_before + now - self._started, 3)
+        self._last = now
+        return row
+
+
+def _main_metric(history: list[Row]) -> str:
+    """The first central (else federated) metric other than the loss, for the plot."""
+    for prefix in ("central-", "federated-"):
+        for key in history[-1]:
+            if key.startswith(prefix) and not key.endswith("loss"):
+                return key.removeprefix(prefix)
+    return "loss"
+
+
+def _round_line(row: Row, total_rounds: int) -> str:
+    """One line per round: round, epochs, LR range, metrics, elapsed time."""
+    parts = [f"[colearn] round {row['round']}/{total_rounds}"]
+    if "local-epochs" in row:
+        parts.append(f"epochs {row['local-epochs']}")
+        parts.append(f"lr {row['lr-schedule']} {row['lr-max']:.4g}->{row['lr-min']:.4g}")
+    if "train-loss" in row:
+        parts.append(f"train-loss {row['train-loss']:.4f}")
+    parts += [f"{k} {v:.4f}" for k, v in row.items()
+              if k.startswith(("central-", "federated-")) and isinstance(v, float)]
+    parts.append(f"{row['elapsed-s']:.1f} s")
+    return " | ".join(parts)

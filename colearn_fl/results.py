@@ -1,0 +1,85 @@
+"""Round history -> ``history.json`` + ``history.csv``, and ``curves.png``.
+
+A history is a list of flat rows, one per round (round 0 is the initial model's central
+evaluation). Keys are kebab-case; metric keys are prefixed ``federated-`` (the sites' weighted
+average) or ``central-`` (the server's test split).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from colearn_fl.config import RunConfig
+from strategies.schedules import lr_at
+
+HISTORY_JSON = "history.json"
+HISTORY_CSV = "history.csv"
+CURVES_PNG = "curves.png"
+
+Row = dict[str, Any]
+
+
+def run_folder(config: RunConfig, run_id: int) -> Path:
+    """``<output-dir>/<run-name>``; an empty run-name means ``run-<flower run id>``."""
+    return Path(config.output_dir).expanduser().resolve() / (config.run_name or f"run-{run_id}")
+
+
+def write_history(folder: Path, rows: Sequence[Row], run_config: dict[str, Any]) -> None:
+    """Write ``history.json`` (rows + run config) and ``history.csv`` (one line per round)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {"run-config": run_config, "rounds": list(rows)}
+    (folder / HISTORY_JSON).write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with (folder / HISTORY_CSV).open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_history(folder: Path) -> list[Row]:
+    """The rows of ``history.json`` in ``folder``."""
+    return list(json.loads((folder / HISTORY_JSON).read_text())["rounds"])
+
+
+def plot_curves(path: Path, rows: Sequence[Row], metric: str) -> None:
+    """Three panels: ``metric`` per round (central and federated), the LR cycle, epochs.
+
+    The LR panel is drawn against cumulative local epochs, so each round's cycle appears with
+    its true length.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    trained = [r for r in rows if r.get("local-epochs")]
+    fig, (ax_m, ax_lr, ax_ep) = plt.subplots(3, 1, figsize=(7, 9), constrained_layout=True)
+    for prefix in ("central", "federated"):
+        points = [(r["round"], r[f"{prefix}-{metric}"]) for r in rows
+                  if f"{prefix}-{metric}" in r]
+        if points:
+            ax_m.plot(*zip(*points, strict=True), marker="o", label=f"{prefix} {metric}")
+    ax_m.set(xlabel="round", ylabel=metric, title=f"global model {metric}")
+    ax_m.legend()
+    start = 0.0
+    for row in trained:
+        epochs = row["local-epochs"]
+        xs = [start + epochs * i / 50 for i in range(51)]
+        ys = [lr_at(row["lr-schedule"], i / 50, row["lr-max"], row["lr-min"]) for i in range(51)]
+        ax_lr.plot(xs, ys, color="tab:blue")
+        start += epochs
+    ax_lr.set(xlabel="cumulative local epochs", ylabel="learning rate",
+              title="LR cycle sent by the server (CLR)")
+    ax_ep.bar([r["round"] for r in trained], [r["local-epochs"] for r in trained])
+    ax_ep.set(xlabel="round", ylabel="local epochs", title="local epochs per round (ILE)")
+    for ax in (ax_m, ax_ep):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

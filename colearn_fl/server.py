@@ -1,0 +1,131 @@
+"""The server side: a Flower ServerApp that runs co-learning for a user's LightningModule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from logging import INFO, WARNING
+from typing import Any
+
+import pytorch_lightning as pl
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import Result
+from flwr.supercore import log
+
+from colearn_fl.arrays import state_dict_to_arrays
+from colearn_fl.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from colearn_fl.config import RunConfig
+from colearn_fl.errors import ConfigError
+from colearn_fl.recorder import RoundRecorder
+from colearn_fl.results import run_folder
+from strategies.colearn import CoLearn
+
+ModuleFn = Callable[[dict[str, Any]], pl.LightningModule]
+CentralDataFn = Callable[[dict[str, Any]], pl.LightningDataModule | None]
+SCHEDULE_KEYS = ("lr-schedule", "lr-max", "lr-min", "lr-gamma", "epochs-schedule",
+                 "epochs-initial", "epochs-mult", "epochs-step")
+
+
+def server_app(
+    module_fn: ModuleFn, central_datamodule_fn: CentralDataFn | None = None
+) -> ServerApp:
+    """A ServerApp that runs co-learning with the ``CoLearn`` strategy.
+
+    Parameters
+    ----------
+    module_fn : Callable[[dict], LightningModule]
+        Builds the federated model from the run config (the same function the sites use).
+    central_datamodule_fn : Callable[[dict], LightningDataModule or None], optional
+        Builds the server's test data; when given, the global model is evaluated on its
+        ``test_dataloader`` before round 1 and after every round (``central-*`` metrics).
+
+    Returns
+    -------
+    ServerApp
+        Writes ``history.json``, ``history.csv``, ``checkpoint.pt`` and ``curves.png`` to
+        ``<output-dir>/<run-name>/`` every round, and resumes from the checkpoint when the run
+        config says ``resume=true``.
+    """
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        run_colearning(grid, context, module_fn, central_datamodule_fn)
+
+    return app
+
+
+def run_colearning(
+    grid: Grid, context: Context, module_fn: ModuleFn,
+    central_datamodule_fn: CentralDataFn | None = None,
+) -> Result | None:
+    """Run (or resume) the co-learning rounds the run config asks for."""
+    raw = dict(context.run_config)
+    config = RunConfig.from_dict(raw)
+    if config.resume and not config.run_name:
+        raise ConfigError("resume=true needs run-name: the name of the run folder to continue "
+                          "(e.g. --run-config \"resume=true run-name='exp1'\").")
+    folder = run_folder(config, context.run_id)
+    module = module_fn(raw)
+    done, history, initial = 0, [], module.state_dict()
+    if config.resume:
+        checkpoint = load_checkpoint(folder / CHECKPOINT_NAME)
+        done, history = checkpoint["round"], checkpoint["history"]
+        initial = checkpoint["state_dict"]
+        _warn_schedule_change(checkpoint["run-config"], raw)
+        log(INFO, "[colearn] resuming %s after round %d", folder, done)
+    if done >= config.num_server_rounds:
+        log(INFO, "[colearn] %s already completed %d rounds: nothing to do", folder, done)
+        return None
+    strategy = build_strategy(config, round_offset=done)
+    central = _central_evaluator(central_datamodule_fn, raw) if config.central_eval else None
+    recorder = RoundRecorder(strategy, module, folder, raw, central, history,
+                             config.num_server_rounds)
+    log(INFO, "[colearn] results in %s", folder)
+    return strategy.start(
+        grid=grid,
+        initial_arrays=state_dict_to_arrays(initial),
+        num_rounds=config.num_server_rounds - done,
+        evaluate_fn=recorder,
+    )
+
+
+def build_strategy(config: RunConfig, round_offset: int = 0) -> CoLearn:
+    """The ``CoLearn`` strategy the run config describes."""
+    return CoLearn(
+        lr_schedule=config.lr_schedule, lr_max=config.lr_max, lr_min=config.lr_min,
+        lr_gamma=config.lr_gamma, epochs_schedule=config.epochs_schedule,
+        epochs_initial=config.epochs_initial, epochs_mult=config.epochs_mult,
+        epochs_step=config.epochs_step, round_offset=round_offset,
+        fraction_train=config.fraction_train, fraction_evaluate=config.fraction_evaluate,
+        min_train_nodes=1, min_evaluate_nodes=1,
+        min_available_nodes=config.min_available_nodes,
+    )
+
+
+def _central_evaluator(
+    datamodule_fn: CentralDataFn | None, raw: dict[str, Any]
+) -> Callable[[pl.LightningModule], dict[str, float]] | None:
+    """Set up the server's test data once; return a function that evaluates a module on it."""
+    datamodule = datamodule_fn(raw) if datamodule_fn else None
+    if datamodule is None:
+        return None
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    loader = datamodule.test_dataloader()
+
+    def evaluate(module: pl.LightningModule) -> dict[str, float]:
+        trainer = pl.Trainer(accelerator="auto", devices=1, logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False)
+        results = trainer.test(module, dataloaders=loader, verbose=False)
+        return {k: float(v) for k, v in (results[0] if results else {}).items()}
+
+    return evaluate
+
+
+def _warn_schedule_change(saved: dict[str, Any], now: dict[str, Any]) -> None:
+    changed = [k for k in SCHEDULE_KEYS if saved.get(k) != now.get(k)]
+    if changed:
+        log(WARNING, "[colearn] resuming with a different schedule than the checkpoint's run "
+            "(%s): the remaining rounds follow the new one", ", ".join(changed))

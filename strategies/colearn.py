@@ -1,0 +1,170 @@
+"""CoLearn: FedAvg whose server also dictates each round's LR cycle (CLR) and local epochs (ILE)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from logging import INFO, WARNING
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg
+from flwr.supercore import log
+
+from colearn_fl.arrays import count_bytes, reply_problem, restore_dtypes
+from colearn_fl.config import LOCAL_EPOCHS, LR_MAX, LR_MIN, LR_SCHEDULE, NUM_EXAMPLES
+from strategies.schedules import local_epochs, round_lr_bounds, validate_epochs
+
+
+class CoLearn(FedAvg):
+    """Co-learning across data centers.
+
+    Implementation of Mi et al., "Collaborative deep learning across multiple data centers",
+    Sci China Inf Sci 63:182102 (2020), https://arxiv.org/abs/1810.06877. Each round the
+    server sends the global model with the round's number of local epochs (ILE) and the bounds
+    and shape of the LR cycle the sites follow inside the round (CLR); it then averages the
+    sites' full state_dicts weighted by ``num-examples``. Replies with non-finite values or
+    keys, shapes or dtypes that differ from the global model are dropped with a logged reason.
+    FedAvg is this class with ``lr_schedule="constant"`` and ``epochs_schedule="fixed"``.
+
+    Parameters
+    ----------
+    lr_schedule : str (default: "cosine")
+        Cycle shape inside each round; one of ``strategies.schedules.LR_SCHEDULES``.
+    lr_max : float (default: 0.05)
+        Top of the cycle (the constant LR for ``constant``).
+    lr_min : float (default: 0.0005)
+        Bottom of the cycle.
+    lr_gamma : float (default: 0.5)
+        Per-round amplitude factor of ``exp-range``.
+    epochs_schedule : str (default: "geometric")
+        Local epochs over rounds; one of ``strategies.schedules.EPOCH_SCHEDULES``.
+    epochs_initial : int (default: 1)
+        Local epochs in round 1 (T0).
+    epochs_mult : float (default: 2.0)
+        Growth factor of ``geometric``.
+    epochs_step : int (default: 1)
+        Growth step of ``linear``.
+    round_offset : int (default: 0)
+        Rounds already completed before this strategy starts (resume): loop round ``r`` is
+        sent, scheduled and logged as round ``r + round_offset``.
+    **kwargs : Any
+        Passed to ``FedAvg`` (``fraction_train``, ``min_available_nodes``, ...).
+    """
+
+    # pylint: disable=too-many-arguments
+    def __init__(
+        self,
+        *,
+        lr_schedule: str = "cosine",
+        lr_max: float = 0.05,
+        lr_min: float = 0.0005,
+        lr_gamma: float = 0.5,
+        epochs_schedule: str = "geometric",
+        epochs_initial: int = 1,
+        epochs_mult: float = 2.0,
+        epochs_step: int = 1,
+        round_offset: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.lr_schedule = lr_schedule
+        self.lr_max, self.lr_min, self.lr_gamma = lr_max, lr_min, lr_gamma
+        self.epochs_schedule = epochs_schedule
+        self.epochs_initial, self.epochs_mult, self.epochs_step = (
+            epochs_initial, epochs_mult, epochs_step
+        )
+        self.round_offset = round_offset
+        round_lr_bounds(lr_schedule, lr_max, lr_min, 1, lr_gamma)  # validates
+        validate_epochs(epochs_schedule, epochs_initial, epochs_mult, epochs_step)
+        self.rounds: dict[int, dict[str, Any]] = {}  # what each round sent and received
+        self._global: ArrayRecord | None = None
+
+    def summary(self) -> None:
+        """Log the schedule, then FedAvg's summary."""
+        log(INFO, "\t├──> Co-learning schedule:")
+        log(INFO, "\t│\t├──LR cycle: %s, %g -> %g (gamma %g)",
+            self.lr_schedule, self.lr_max, self.lr_min, self.lr_gamma)
+        log(INFO, "\t│\t└──Local epochs: %s, T0=%d, mult=%g, step=%d",
+            self.epochs_schedule, self.epochs_initial, self.epochs_mult, self.epochs_step)
+        super().summary()
+
+    def round_schedule(self, server_round: int) -> dict[str, Any]:
+        """The wire config of round ``server_round`` (counted from 1, offset included)."""
+        top, bottom = round_lr_bounds(
+            self.lr_schedule, self.lr_max, self.lr_min, server_round, self.lr_gamma
+        )
+        epochs = local_epochs(
+            self.epochs_schedule, server_round, self.epochs_initial, self.epochs_mult,
+            self.epochs_step,
+        )
+        return {LOCAL_EPOCHS: epochs, LR_SCHEDULE: self.lr_schedule, LR_MAX: top, LR_MIN: bottom}
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Add the round's schedule to the config, then let FedAvg sample and send."""
+        round_ = server_round + self.round_offset
+        self._global = arrays
+        schedule = self.round_schedule(round_)
+        messages = list(super().configure_train(
+            round_, arrays, ConfigRecord({**dict(config), **schedule}), grid
+        ))
+        self.rounds[round_] = {
+            "schedule": schedule,
+            "sites-sent": len(messages),
+            "model-bytes": count_bytes(arrays),
+        }
+        return messages
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Drop invalid replies (logged), average the rest, restore every array's dtype."""
+        round_ = server_round + self.round_offset
+        replies = list(replies)
+        accepted = [m for m in replies if m.has_error() or self._accept(round_, m)]
+        arrays, metrics = super().aggregate_train(round_, accepted)
+        if arrays is not None and self._global is not None:
+            arrays = restore_dtypes(arrays, self._global)
+        record = self.rounds.setdefault(round_, {})
+        record["train-metrics"] = dict(metrics) if metrics is not None else {}
+        record["sites-failed"] = sum(m.has_error() for m in replies)
+        record["sites-dropped"] = len(replies) - len(accepted)
+        record["sites-averaged"] = sum(not m.has_error() for m in accepted)
+        return arrays, metrics
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """FedAvg's federated evaluation, numbered like training."""
+        return super().configure_evaluate(server_round + self.round_offset, arrays, config, grid)
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """FedAvg's weighted average of the sites' evaluation metrics, kept per round."""
+        round_ = server_round + self.round_offset
+        metrics = super().aggregate_evaluate(round_, replies)
+        self.rounds.setdefault(round_, {})["federated-metrics"] = (
+            dict(metrics) if metrics is not None else {}
+        )
+        return metrics
+
+    def _accept(self, server_round: int, reply: Message) -> bool:
+        reason = self._reply_problem(reply.content)
+        if reason is not None:
+            log(WARNING, "Round %d: dropped the reply of node %d: %s",
+                server_round, reply.metadata.src_node_id, reason)
+        return reason is None
+
+    def _reply_problem(self, content: RecordDict) -> str | None:
+        if len(content.array_records) != 1 or len(content.metric_records) != 1:
+            return "expected exactly one ArrayRecord and one MetricRecord"
+        metrics = next(iter(content.metric_records.values()))
+        weight = metrics.get(NUM_EXAMPLES)
+        if not isinstance(weight, (int, float)) or weight <= 0:
+            return f"'{NUM_EXAMPLES}' missing or not positive ({weight!r})"
+        if self._global is None:
+            return None
+        return reply_problem(self._global, next(iter(content.array_records.values())))

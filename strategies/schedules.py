@@ -1,0 +1,111 @@
+"""Co-learning schedules: the LR cycle inside a round (CLR) and local epochs per round (ILE).
+
+Pure functions, no Flower or Lightning. The server decides a round's cycle *bounds* and its
+number of epochs (``round_lr_bounds``, ``local_epochs``); the site decides the LR of each step
+from its position in the round (``lr_at``). Rounds count from 1, positions run over [0, 1].
+
+References: Mi et al., "Collaborative deep learning across multiple data centers", Sci China
+Inf Sci 63:182102 (2020); Loshchilov & Hutter, "SGDR" (2017); Smith, "Cyclical learning rates
+for training neural networks" (2017).
+"""
+
+from __future__ import annotations
+
+import math
+
+from colearn_fl.errors import ConfigError
+
+LR_SCHEDULES = ("cosine", "triangular", "triangular2", "exp-range", "constant")
+EPOCH_SCHEDULES = ("fixed", "linear", "geometric")
+
+
+def validate_lr_cycle(schedule: str, lr_max: float, lr_min: float) -> None:
+    """Raise ``ConfigError`` unless ``schedule`` is known and ``0 <= lr_min <= lr_max``."""
+    if schedule not in LR_SCHEDULES:
+        raise ConfigError(
+            f"lr-schedule={schedule!r} is not known; use one of: {', '.join(LR_SCHEDULES)}."
+        )
+    if not (lr_max > 0 and 0 <= lr_min <= lr_max and math.isfinite(lr_max)):
+        raise ConfigError(
+            f"lr-max={lr_max}, lr-min={lr_min}: need 0 <= lr-min <= lr-max and lr-max > 0 "
+            "(e.g. --run-config 'lr-max=0.05 lr-min=0.0005')."
+        )
+
+
+def round_lr_bounds(
+    schedule: str, lr_max: float, lr_min: float, server_round: int, gamma: float = 0.5
+) -> tuple[float, float]:
+    """The (top, bottom) of round ``server_round``'s LR cycle.
+
+    ``triangular2`` halves the cycle's amplitude every round; ``exp-range`` multiplies it by
+    ``gamma`` every round; every other shape keeps the configured bounds.
+    """
+    validate_lr_cycle(schedule, lr_max, lr_min)
+    _check_round(server_round)
+    if schedule == "triangular2":
+        decay = 0.5 ** (server_round - 1)
+    elif schedule == "exp-range":
+        if not 0.0 < gamma <= 1.0:
+            raise ConfigError(f"lr-gamma={gamma}: must be in (0, 1].")
+        decay = gamma ** (server_round - 1)
+    else:
+        decay = 1.0
+    return lr_min + (lr_max - lr_min) * decay, lr_min
+
+
+def lr_at(schedule: str, position: float, lr_max: float, lr_min: float) -> float:
+    """The LR at ``position`` in [0, 1] of a round whose cycle spans [``lr_min``, ``lr_max``].
+
+    - ``cosine``: SGDR, from ``lr_max`` at 0 down to ``lr_min`` at 1.
+    - ``triangular``, ``triangular2``, ``exp-range``: ``lr_min`` at 0, ``lr_max`` at 0.5,
+      ``lr_min`` at 1 (the amplitude decay between rounds is in ``round_lr_bounds``).
+    - ``constant``: ``lr_max`` throughout.
+    """
+    validate_lr_cycle(schedule, lr_max, lr_min)
+    if not 0.0 <= position <= 1.0:
+        raise ValueError(f"position={position}: must be in [0, 1]")
+    if schedule == "constant":
+        return lr_max
+    if schedule == "cosine":
+        shape = 0.5 * (1.0 + math.cos(math.pi * position))
+    else:
+        shape = 1.0 - abs(2.0 * position - 1.0)
+    return lr_min + (lr_max - lr_min) * shape
+
+
+def validate_epochs(schedule: str, initial: int, mult: float = 2.0, step: int = 1) -> None:
+    """Raise ``ConfigError`` unless the epoch schedule is known and its parameters valid."""
+    if schedule not in EPOCH_SCHEDULES:
+        raise ConfigError(
+            f"epochs-schedule={schedule!r} is not known; use one of: "
+            f"{', '.join(EPOCH_SCHEDULES)}."
+        )
+    if initial < 1:
+        raise ConfigError(f"epochs-initial={initial}: must be a positive number of epochs.")
+    if mult < 1.0:
+        raise ConfigError(f"epochs-mult={mult}: must be >= 1 (local epochs never shrink).")
+    if step < 0:
+        raise ConfigError(f"epochs-step={step}: must be >= 0 (local epochs never shrink).")
+
+
+def local_epochs(
+    schedule: str, server_round: int, initial: int, mult: float = 2.0, step: int = 1
+) -> int:
+    """Local epochs in round ``server_round`` (ILE).
+
+    - ``fixed``: ``initial`` every round.
+    - ``linear``: ``initial + step * (round - 1)``.
+    - ``geometric``: ``round(initial * mult ** (round - 1))``.
+    """
+    validate_epochs(schedule, initial, mult, step)
+    _check_round(server_round)
+    if schedule == "fixed":
+        return initial
+    if schedule == "linear":
+        return initial + step * (server_round - 1)
+    return max(1, round(initial * mult ** (server_round - 1)))
+
+
+def _check_round(server_round: int) -> None:
+    if server_round < 1:
+        raise ValueError(f"server_round={server_round}: rounds count from 1")

@@ -1,0 +1,101 @@
+"""Image classification models, by name (the ``model`` run-config key of the ``image`` task).
+
+A torchvision/timm-style registry: ``register_model`` refuses duplicates, ``list_models`` is
+sorted and ``get_model`` lists the valid names when asked for an unknown one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from colearn_fl.errors import ConfigError
+
+ModelBuilder = Callable[[int, int], nn.Module]
+DEFAULT_MODEL = "small-cnn"
+
+_MODELS: dict[str, ModelBuilder] = {}
+
+
+def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Decorator registering ``builder(in_channels, num_classes) -> nn.Module`` as ``name``."""
+
+    def decorate(builder: ModelBuilder) -> ModelBuilder:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is already registered")
+        _MODELS[name] = builder
+        return builder
+
+    return decorate
+
+
+def list_models() -> list[str]:
+    """Names of the registered image models, sorted."""
+    return sorted(_MODELS)
+
+
+def get_model(name: str, in_channels: int, num_classes: int) -> nn.Module:
+    """Build the model registered as ``name``.
+
+    Parameters
+    ----------
+    name : str
+        Registry name (run-config ``model``).
+    in_channels : int
+        Channels of the input images (1 for Fashion-MNIST).
+    num_classes : int
+        Number of output logits.
+
+    Returns
+    -------
+    nn.Module
+        A fresh, randomly initialised model mapping ``[B, C, H, W]`` to ``[B, num_classes]``.
+    """
+    try:
+        builder = _MODELS[name]
+    except KeyError:
+        raise ConfigError(
+            f"model={name!r} is not an image model; use one of: {', '.join(list_models())} "
+            f"(or model='' for {DEFAULT_MODEL}), e.g. --run-config \"model='{DEFAULT_MODEL}'\"."
+        ) from None
+    return builder(in_channels, num_classes)
+
+
+def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3 conv, BatchNorm, ReLU, 2x2 max-pool (halves height and width)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+def _cnn(in_channels: int, num_classes: int, widths: tuple[int, int], hidden: int) -> nn.Module:
+    """Two conv blocks, adaptive 7x7 pooling (any input size works), one hidden layer."""
+    return nn.Sequential(
+        _conv_block(in_channels, widths[0]),
+        _conv_block(widths[0], widths[1]),
+        nn.AdaptiveAvgPool2d((7, 7)),
+        nn.Flatten(),
+        nn.Linear(widths[1] * 7 * 7, hidden, bias=False),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, num_classes),
+    )
+
+
+@register_model(DEFAULT_MODEL)
+def small_cnn(in_channels: int, num_classes: int) -> nn.Module:
+    """32 and 64 channels, 128 hidden units (~0.42 M parameters).
+
+    One epoch over 15,000 28x28 images takes about 7 s on 2 CPU cores (batch size 64).
+    """
+    return _cnn(in_channels, num_classes, (32, 64), 128)
+
+
+@register_model("tiny-cnn")
+def tiny_cnn(in_channels: int, num_classes: int) -> nn.Module:
+    """16 and 32 channels, 64 hidden units (~0.1 M parameters; about twice as fast)."""
+    return _cnn(in_channels, num_classes, (16, 32), 64)

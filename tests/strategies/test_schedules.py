@@ -1,0 +1,126 @@
+"""Schedules: hand-computed values at the start, middle and end of a round, and every error."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from colearn_fl.errors import ConfigError
+from strategies.schedules import (
+    EPOCH_SCHEDULES,
+    LR_SCHEDULES,
+    local_epochs,
+    lr_at,
+    round_lr_bounds,
+)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "start", "middle", "end"),
+    [
+        # cosine (SGDR): lr_min + (lr_max - lr_min) * (1 + cos(pi * p)) / 2
+        ("cosine", 0.1, 0.0505, 0.001),
+        # triangular shapes rise from lr_min to lr_max at mid-round and fall back
+        ("triangular", 0.001, 0.1, 0.001),
+        ("triangular2", 0.001, 0.1, 0.001),
+        ("exp-range", 0.001, 0.1, 0.001),
+        ("constant", 0.1, 0.1, 0.1),
+    ],
+)
+def test_lr_at_start_middle_end(schedule: str, start: float, middle: float, end: float) -> None:
+    # Prepare
+    lr_max, lr_min = 0.1, 0.001
+    # Execute
+    got = [lr_at(schedule, p, lr_max, lr_min) for p in (0.0, 0.5, 1.0)]
+    # Assert
+    assert got == pytest.approx([start, middle, end])
+
+
+def test_cosine_quarter_point() -> None:
+    # (1 + cos(pi/4)) / 2 = 0.853553...
+    assert lr_at("cosine", 0.25, 1.0, 0.0) == pytest.approx((1 + math.sqrt(0.5)) / 2)
+
+
+def test_triangular_quarter_point() -> None:
+    assert lr_at("triangular", 0.25, 0.2, 0.0) == pytest.approx(0.1)
+
+
+def test_every_lr_schedule_is_tested() -> None:
+    assert set(LR_SCHEDULES) == {"cosine", "triangular", "triangular2", "exp-range", "constant"}
+
+
+@pytest.mark.parametrize(
+    ("schedule", "server_round", "expected_top"),
+    [
+        ("cosine", 3, 0.1),
+        ("triangular", 3, 0.1),
+        ("constant", 3, 0.1),
+        ("triangular2", 1, 0.1),
+        ("triangular2", 2, 0.001 + 0.099 / 2),
+        ("triangular2", 3, 0.001 + 0.099 / 4),
+        ("exp-range", 3, 0.001 + 0.099 * 0.25),  # gamma 0.5, squared
+    ],
+)
+def test_round_lr_bounds(schedule: str, server_round: int, expected_top: float) -> None:
+    # Execute
+    top, bottom = round_lr_bounds(schedule, 0.1, 0.001, server_round, gamma=0.5)
+    # Assert
+    assert top == pytest.approx(expected_top)
+    assert bottom == 0.001
+
+
+def test_exp_range_uses_gamma() -> None:
+    top, _ = round_lr_bounds("exp-range", 1.0, 0.0, 3, gamma=0.9)
+    assert top == pytest.approx(0.81)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        ("fixed", [2, 2, 2, 2]),
+        ("linear", [2, 5, 8, 11]),  # T0 + step * (r - 1), step 3
+        ("geometric", [2, 4, 8, 16]),  # T0 * mult^(r - 1), mult 2
+    ],
+)
+def test_local_epochs(schedule: str, expected: list[int]) -> None:
+    got = [local_epochs(schedule, r, initial=2, mult=2.0, step=3) for r in (1, 2, 3, 4)]
+    assert got == expected
+
+
+def test_geometric_rounds_fractional_growth() -> None:
+    # 1 * 1.5^(r-1) = 1, 1.5, 2.25, 3.375 -> 1, 2, 2, 3
+    assert [local_epochs("geometric", r, 1, mult=1.5) for r in (1, 2, 3, 4)] == [1, 2, 2, 3]
+
+
+def test_every_epoch_schedule_is_tested() -> None:
+    assert set(EPOCH_SCHEDULES) == {"fixed", "linear", "geometric"}
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: lr_at("sawtooth", 0.5, 0.1, 0.0), "lr-schedule='sawtooth' is not known"),
+        (lambda: lr_at("cosine", 0.5, 0.01, 0.1), "need 0 <= lr-min <= lr-max"),
+        (lambda: lr_at("cosine", 0.5, 0.0, 0.0), "lr-max > 0"),
+        (lambda: lr_at("cosine", 0.5, 0.1, -0.1), "need 0 <= lr-min"),
+        (lambda: round_lr_bounds("exp-range", 0.1, 0.0, 2, gamma=1.5), "lr-gamma=1.5"),
+        (lambda: local_epochs("cubic", 1, 1), "epochs-schedule='cubic' is not known"),
+        (lambda: local_epochs("fixed", 1, 0), "epochs-initial=0"),
+        (lambda: local_epochs("geometric", 1, 1, mult=0.5), "epochs-mult=0.5"),
+        (lambda: local_epochs("linear", 1, 1, step=-1), "epochs-step=-1"),
+    ],
+)
+def test_validation_errors_name_the_key(call, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        call()
+
+
+@pytest.mark.parametrize("call", [
+    lambda: lr_at("cosine", 1.5, 0.1, 0.0),
+    lambda: local_epochs("fixed", 0, 1),
+    lambda: round_lr_bounds("cosine", 0.1, 0.0, 0),
+])
+def test_position_and_round_out_of_range(call) -> None:
+    with pytest.raises(ValueError):
+        call()
