@@ -58,7 +58,7 @@ class RunConfig:
     max_samples: int = 0  # 0 = all; else cap on each split's size, for quick runs
     num_workers: int = 0  # DataLoader workers per site
     output_dir: str = "outputs"
-    run_name: str = ""  # "" = a timestamp
+    run_name: str = ""  # "" = run-<flower run id>
     resume: bool = False  # continue the run in output-dir/run-name from its checkpoint
     central_eval: bool = True  # evaluate the global model on the test split every round
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys a task or user app adds
@@ -97,7 +97,8 @@ class RunConfig:
                            ("fraction-evaluate", self.fraction_evaluate)):
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{key}={value}: must be in [0, 1].")
-        for key, value in (("max-samples", self.max_samples), ("num-workers", self.num_workers)):
+        for key, value in (("max-samples", self.max_samples), ("num-workers", self.num_workers),
+                           ("seed", self.seed)):
             if value < 0:
                 raise ConfigError(f"{key}={value}: must be >= 0 (0 means all / none).")
 
@@ -120,9 +121,12 @@ def _coerce(key: str, value: Any, expected: type) -> Any:
     elif expected is str and isinstance(value, str):
         return value
     raise ConfigError(
-        f"{key}={value!r}: expected a {expected.__name__}. "
+        f"{key}={value!r}: expected {_TYPE_NAMES[expected]}. "
         f"Fix it in [tool.flwr.app.config] or with --run-config '{key}=...'."
     )
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
 def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:

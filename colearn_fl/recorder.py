@@ -14,6 +14,7 @@ from flwr.supercore import log
 
 from colearn_fl.arrays import arrays_to_state_dict
 from colearn_fl.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from colearn_fl.errors import ColearnError
 from colearn_fl.results import CURVES_PNG, Row, plot_curves, write_history
 from strategies.colearn import CoLearn
 
@@ -66,6 +67,8 @@ class RoundRecorder:
         server_round = loop_round + self.strategy.round_offset
         if loop_round == 0 and server_round > 0:
             return None  # resumed: this model was evaluated when its round ended
+        if loop_round == 1:
+            _stop_if_no_site_trained(self.strategy.rounds.get(server_round, {}), server_round)
         self.module.load_state_dict(arrays_to_state_dict(arrays), strict=True)
         central = self.central_eval(self.module) if self.central_eval else {}
         row = self._row(server_round, central)
@@ -89,11 +92,32 @@ class RoundRecorder:
         row.update({k: v for k, v in record.get("train-metrics", {}).items()})
         row.update({f"federated-{k}": v for k, v in record.get("federated-metrics", {}).items()})
         row.update({f"central-{k}": v for k, v in central.items()})
-        row.update({k: v for k, v in record.items() if k.startswith(("sites-", "model-"))})
+        row.update({k: v for k, v in record.items()
+                    if k.startswith(("sites-", "model-", "bytes-"))})
         row["round-s"] = round(now - self._last, 3)
         row["elapsed-s"] = round(self._elapsed_before + now - self._started, 3)
         self._last = now
         return row
+
+
+def _stop_if_no_site_trained(record: dict[str, Any], server_round: int) -> None:
+    """A first round in which every site failed means a setup error: stop and say why."""
+    if record.get("sites-sent") and not record.get("sites-averaged"):
+        reasons = "; ".join(dict.fromkeys(_short(r) for r in record.get("errors", [])))
+        raise ColearnError(
+            f"round {server_round}: none of the {record['sites-sent']} sites returned a usable "
+            f"model, so the run stops here. The sites reported: {reasons or 'see the log'}"
+        )
+
+
+def _short(reason: str) -> str:
+    """The site's own error message out of a reply's error reason (which may hold a trace)."""
+    marker = "Message: "
+    text = reason.rsplit(marker, 1)[-1] if marker in reason else reason
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return reason
+    return (lines[0] if marker in reason else lines[-1]).rstrip("'>")
 
 
 def _main_metric(history: list[Row]) -> str:

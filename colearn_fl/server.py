@@ -7,6 +7,7 @@ from logging import INFO, WARNING
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Result
@@ -66,6 +67,7 @@ def run_colearning(
         raise ConfigError("resume=true needs run-name: the name of the run folder to continue "
                           "(e.g. --run-config \"resume=true run-name='exp1'\").")
     folder = run_folder(config, context.run_id)
+    torch.manual_seed(config.seed)  # the same seed, the same initial global model
     module = module_fn(raw)
     done, history, initial = 0, [], module.state_dict()
     if config.resume:
@@ -109,6 +111,8 @@ def _central_evaluator(
     """Set up the server's test data once; return a function that evaluates a module on it."""
     datamodule = datamodule_fn(raw) if datamodule_fn else None
     if datamodule is None:
+        log(WARNING, "[colearn] the server has no test data: central evaluation is skipped "
+            "(only the sites' federated metrics are recorded)")
         return None
     datamodule.prepare_data()
     datamodule.setup("test")

@@ -19,6 +19,7 @@ from flwr.simulation import run_simulation
 
 from colearn_fl.client import DataModuleFn, ModuleFn, evaluate_round, train_round
 from colearn_fl.config import RunConfig
+from colearn_fl.errors import ConfigError
 from colearn_fl.results import run_folder
 from colearn_fl.server import CentralDataFn, run_colearning
 from tasks import get_task
@@ -51,6 +52,9 @@ def simulate(
     if not config["run-name"]:
         config["run-name"] = f"sim-{int(time.time())}"
     parsed = RunConfig.from_dict(config)  # fail here, before any process starts
+    if (module_fn is None) != (datamodule_fn is None):
+        raise ConfigError("simulate() needs module_fn and datamodule_fn together (or neither, "
+                          "to use the registered task named by the `task` key).")
     if module_fn is None or datamodule_fn is None:
         task = get_task(parsed.task)
         module_fn, datamodule_fn = task.module_fn, task.datamodule_fn

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from logging import INFO, WARNING
 from typing import Any
@@ -110,10 +111,12 @@ class CoLearn(FedAvg):
         messages = list(super().configure_train(
             round_, arrays, ConfigRecord({**dict(config), **schedule}), grid
         ))
+        model_bytes = count_bytes(arrays)
         self.rounds[round_] = {
             "schedule": schedule,
             "sites-sent": len(messages),
-            "model-bytes": count_bytes(arrays),
+            "model-bytes": model_bytes,
+            "bytes-sent": model_bytes * len(messages),
         }
         return messages
 
@@ -124,6 +127,7 @@ class CoLearn(FedAvg):
         round_ = server_round + self.round_offset
         replies = list(replies)
         accepted = [m for m in replies if m.has_error() or self._accept(round_, m)]
+        accepted = self._same_metric_keys(round_, accepted)
         arrays, metrics = super().aggregate_train(round_, accepted)
         if arrays is not None and self._global is not None:
             arrays = restore_dtypes(arrays, self._global)
@@ -132,6 +136,14 @@ class CoLearn(FedAvg):
         record["sites-failed"] = sum(m.has_error() for m in replies)
         record["sites-dropped"] = len(replies) - len(accepted)
         record["sites-averaged"] = sum(not m.has_error() for m in accepted)
+        record["errors"] = [m.error.reason for m in replies if m.has_error()]
+        record["bytes-received"] = sum(
+            count_bytes(a) for m in replies if not m.has_error()
+            for a in m.content.array_records.values()
+        )
+        if record["sites-averaged"] == 0:
+            log(WARNING, "Round %d: no site returned a usable model; the global model is "
+                "unchanged (see the reasons above)", round_)
         return arrays, metrics
 
     def configure_evaluate(
@@ -157,6 +169,29 @@ class CoLearn(FedAvg):
             log(WARNING, "Round %d: dropped the reply of node %d: %s",
                 server_round, reply.metadata.src_node_id, reason)
         return reason is None
+
+    def _same_metric_keys(self, server_round: int, replies: list[Message]) -> list[Message]:
+        """Drop replies whose metric names differ from the most common set (logged).
+
+        FedAvg refuses to aggregate a round whose replies disagree on metric names; one odd
+        site must not cost the round.
+        """
+        keysets = [frozenset(next(iter(m.content.metric_records.values())).keys())
+                   for m in replies if not m.has_error()]
+        if not keysets:
+            return replies
+        common = Counter(keysets).most_common(1)[0][0]
+        kept = []
+        for msg in replies:
+            keys = None if msg.has_error() else frozenset(
+                next(iter(msg.content.metric_records.values())).keys())
+            if keys is None or keys == common:
+                kept.append(msg)
+            else:
+                log(WARNING, "Round %d: dropped the reply of node %d: metrics %s differ from "
+                    "the other sites' %s", server_round, msg.metadata.src_node_id,
+                    sorted(keys), sorted(common))
+        return kept
 
     def _reply_problem(self, content: RecordDict) -> str | None:
         if len(content.array_records) != 1 or len(content.metric_records) != 1:

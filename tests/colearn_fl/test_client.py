@@ -1,0 +1,84 @@
+"""The site's train/evaluate handlers on a tiny module, called as Flower calls them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
+
+from colearn_fl.arrays import arrays_to_state_dict, state_dict_to_arrays
+from colearn_fl.client import evaluate_round, train_round
+from colearn_fl.errors import ConfigError
+from tests.tiny import TinyClassifier, TinyData
+
+
+def context(tmp_path) -> Context:
+    return Context(run_id=7, node_id=3, node_config={"partition-id": 1, "num-partitions": 2},
+                   state=RecordDict(), run_config={"output-dir": str(tmp_path), "seed": 0})
+
+
+def instruction(kind: str, module: TinyClassifier, **config) -> Message:
+    content = RecordDict({"arrays": state_dict_to_arrays(module.state_dict()),
+                          "config": ConfigRecord({"server-round": 1, **config})})
+    return Message(content, dst_node_id=3, message_type=kind)
+
+
+ROUND = {"local-epochs": 2, "lr-schedule": "cosine", "lr-max": 0.1, "lr-min": 0.001}
+
+
+def test_train_round_replies_weights_examples_and_loss(flower_identity: None, tmp_path) -> None:
+    # Prepare
+    torch.manual_seed(0)
+    global_model = TinyClassifier()
+    msg = instruction(MessageType.TRAIN, global_model, **ROUND)
+    # Execute
+    reply = train_round(msg, context(tmp_path), lambda cfg: TinyClassifier(),
+                        lambda ctx: TinyData(n=48))
+    # Assert: full state_dict back (buffers included), trained, with the round's metrics
+    state = arrays_to_state_dict(reply.content["arrays"])
+    assert list(state) == list(global_model.state_dict())
+    assert state["net.1.num_batches_tracked"].dtype == torch.int64
+    assert int(state["net.1.num_batches_tracked"]) == 6  # 2 epochs x 3 batches
+    assert not torch.equal(state["net.0.weight"], global_model.state_dict()["net.0.weight"])
+    metrics = reply.content["metrics"]
+    assert metrics["num-examples"] == 48
+    assert math.isfinite(metrics["train-loss"])
+    assert set(metrics) == {"num-examples", "train-loss"}
+    assert (tmp_path / "run-7" / "sites" / "site-1" / "round-1-train").is_dir()
+
+
+def test_train_round_starts_from_the_global_weights(flower_identity: None, tmp_path) -> None:
+    # Prepare: a global model whose weights differ from a fresh module's
+    global_model = TinyClassifier()
+    with torch.no_grad():
+        for p in global_model.parameters():
+            p.fill_(0.5)
+    msg = instruction(MessageType.TRAIN, global_model, **{**ROUND, "lr-max": 1e-12,
+                                                        "lr-min": 0.0, "local-epochs": 1})
+    # Execute: an LR so small that training cannot move the weights measurably
+    reply = train_round(msg, context(tmp_path), lambda cfg: TinyClassifier(),
+                        lambda ctx: TinyData(n=16))
+    # Assert
+    weight = arrays_to_state_dict(reply.content["arrays"])["net.0.weight"]
+    assert torch.allclose(weight, torch.full_like(weight, 0.5))
+
+
+def test_evaluate_round_replies_examples_and_logged_metrics(flower_identity: None,
+                                                            tmp_path) -> None:
+    msg = instruction(MessageType.EVALUATE, TinyClassifier())
+    reply = evaluate_round(msg, context(tmp_path), lambda cfg: TinyClassifier(),
+                           lambda ctx: TinyData(n=40))
+    metrics = reply.content["metrics"]
+    assert metrics["num-examples"] == 20
+    assert set(metrics) == {"num-examples", "loss", "accuracy"}
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert "arrays" not in reply.content
+
+
+def test_zero_epochs_is_refused(flower_identity: None, tmp_path) -> None:
+    msg = instruction(MessageType.TRAIN, TinyClassifier(), **{**ROUND, "local-epochs": 0})
+    with pytest.raises(ConfigError, match="local-epochs=0"):
+        train_round(msg, context(tmp_path), lambda cfg: TinyClassifier(),
+                    lambda ctx: TinyData())

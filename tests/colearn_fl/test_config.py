@@ -1,0 +1,51 @@
+"""Run config: parsing, defaults that match pyproject, and errors that name the key."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from colearn_fl.config import RunConfig
+from colearn_fl.errors import ConfigError
+
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+
+
+def test_pyproject_defaults_equal_runconfig_defaults() -> None:
+    # Prepare
+    declared = tomllib.loads(PYPROJECT.read_text())["tool"]["flwr"]["app"]["config"]
+    # Execute
+    defaults = {f.name.replace("_", "-"): f.default for f in dataclasses.fields(RunConfig)
+                if f.name != "extra"}
+    # Assert: one source of truth for users of flwr run and of simulate()
+    assert declared == defaults
+
+
+def test_parses_kebab_case_and_keeps_unknown_keys() -> None:
+    config = RunConfig.from_dict({"lr-max": 1, "epochs-mult": 3, "resume": "true", "mine": 5})
+    assert (config.lr_max, config.epochs_mult, config.resume) == (1.0, 3.0, True)
+    assert config.extra == {"mine": 5}
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        ({"lr-schedule": "saw"}, "lr-schedule='saw' is not known; use one of: cosine"),
+        ({"lr-min": 0.5}, "lr-max=0.05, lr-min=0.5"),
+        ({"epochs-schedule": "cubic"}, "epochs-schedule='cubic'"),
+        ({"epochs-initial": 0}, "epochs-initial=0"),
+        ({"partitioning": "shards"}, "partitioning='shards' is not known; use one of: iid"),
+        ({"num-server-rounds": 0}, "num-server-rounds=0"),
+        ({"batch-size": "64"}, "batch-size='64': expected an integer"),
+        ({"resume": "yes"}, "resume='yes': expected true or false"),
+        ({"fraction-train": 1.5}, r"fraction-train=1.5: must be in \[0, 1\]"),
+        ({"dirichlet-alpha": 0}, "dirichlet-alpha=0"),
+        ({"seed": -1}, "seed=-1"),
+    ],
+)
+def test_errors_name_key_and_value(raw: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        RunConfig.from_dict(raw)
