@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord
 
+from colearn_fl.transport import to_numpy, to_tensor
+
 
 def state_dict_to_arrays(state_dict: dict[str, torch.Tensor]) -> ArrayRecord:
     """Every entry of ``state_dict`` as an ``ArrayRecord`` (CPU copies, dtypes kept)."""
@@ -21,8 +23,11 @@ def state_dict_to_arrays(state_dict: dict[str, torch.Tensor]) -> ArrayRecord:
 
 
 def arrays_to_state_dict(arrays: ArrayRecord) -> OrderedDict[str, torch.Tensor]:
-    """The ``ArrayRecord`` as a torch state_dict with each array's own dtype."""
-    return OrderedDict((k, torch.from_numpy(np.array(v.numpy()))) for k, v in arrays.items())
+    """The ``ArrayRecord`` as a torch state_dict with each array's own (wire) dtype.
+
+    ``load_state_dict`` casts each tensor to the module's own dtype when it copies it in.
+    """
+    return OrderedDict((k, to_tensor(v)) for k, v in arrays.items())
 
 
 def count_bytes(arrays: ArrayRecord) -> int:
@@ -46,7 +51,7 @@ def reply_problem(reference: ArrayRecord, candidate: ArrayRecord) -> str | None:
             return f"'{key}' has shape {tuple(got.shape)}, the global model {tuple(ref.shape)}"
         if got.dtype != ref.dtype:
             return f"'{key}' has dtype {got.dtype}, the global model {ref.dtype}"
-        values = got.numpy()
+        values = to_numpy(got)
         if np.issubdtype(values.dtype, np.inexact) and not np.isfinite(values).all():
             return f"'{key}' holds non-finite values (NaN or Inf)"
     return None

@@ -11,7 +11,7 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from pytorch_lightning.loggers import CSVLogger
 
-from colearn_fl.arrays import arrays_to_state_dict, state_dict_to_arrays
+from colearn_fl.arrays import arrays_to_state_dict
 from colearn_fl.callback import RoundStats, ServerSchedule
 from colearn_fl.config import (
     LOCAL_EPOCHS,
@@ -26,6 +26,7 @@ from colearn_fl.config import (
 )
 from colearn_fl.errors import ConfigError
 from colearn_fl.results import run_folder
+from colearn_fl.transport import encode_like
 
 ModuleFn = Callable[[dict[str, Any]], pl.LightningModule]
 DataModuleFn = Callable[[Context], pl.LightningDataModule]
@@ -82,7 +83,8 @@ def train_round(
     trainer.fit(module, datamodule=datamodule_fn(context))
     metrics = MetricRecord({NUM_EXAMPLES: stats.examples_per_epoch,
                             TRAIN_LOSS: stats.mean_loss})
-    reply = RecordDict({"arrays": state_dict_to_arrays(module.state_dict()),
+    # Reply in the precision the server sent (transport-dtype); buffers keep their dtypes.
+    reply = RecordDict({"arrays": encode_like(module.state_dict(), msg.content["arrays"]),
                         "metrics": metrics})
     return Message(content=reply, reply_to=msg)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from colearn_fl.errors import ConfigError
+from colearn_fl.transport import TRANSPORT_DTYPES
 from strategies.schedules import validate_epochs, validate_lr_cycle
 
 # Wire keys (server -> site, every training round; DESIGN.md section 2).
@@ -61,6 +62,7 @@ class RunConfig:
     run_name: str = ""  # "" = run-<flower run id>
     resume: bool = False  # continue the run in output-dir/run-name from its checkpoint
     central_eval: bool = True  # evaluate the global model on the test split every round
+    transport_dtype: str = "float32"  # precision of floating arrays on the wire
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys a task or user app adds
 
     @classmethod
@@ -87,6 +89,7 @@ class RunConfig:
         validate_epochs(self.epochs_schedule, self.epochs_initial, self.epochs_mult,
                         self.epochs_step)
         _one_of("partitioning", self.partitioning, PARTITIONINGS)
+        _one_of("transport-dtype", self.transport_dtype, TRANSPORT_DTYPES)
         _positive("num-server-rounds", self.num_server_rounds)
         _positive("batch-size", self.batch_size)
         _positive("dirichlet-alpha", self.dirichlet_alpha)

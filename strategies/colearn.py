@@ -14,6 +14,8 @@ from flwr.supercore import log
 
 from colearn_fl.arrays import count_bytes, reply_problem, restore_dtypes
 from colearn_fl.config import LOCAL_EPOCHS, LR_MAX, LR_MIN, LR_SCHEDULE, NUM_EXAMPLES
+from colearn_fl.errors import ConfigError
+from colearn_fl.transport import TRANSPORT_DTYPES, decode, encode
 from strategies.schedules import local_epochs, round_lr_bounds, validate_epochs
 
 
@@ -46,6 +48,9 @@ class CoLearn(FedAvg):
         Growth factor of ``geometric``.
     epochs_step : int (default: 1)
         Growth step of ``linear``.
+    transport_dtype : str (default: "float32")
+        Precision of the floating arrays on the wire (``float32``, ``float16``, ``bfloat16``);
+        the global model and the averaging stay in full precision, buffers keep their dtypes.
     round_offset : int (default: 0)
         Rounds already completed before this strategy starts (resume): loop round ``r`` is
         sent, scheduled and logged as round ``r + round_offset``.
@@ -65,6 +70,7 @@ class CoLearn(FedAvg):
         epochs_initial: int = 1,
         epochs_mult: float = 2.0,
         epochs_step: int = 1,
+        transport_dtype: str = "float32",
         round_offset: int = 0,
         **kwargs: Any,
     ) -> None:
@@ -76,18 +82,24 @@ class CoLearn(FedAvg):
             epochs_initial, epochs_mult, epochs_step
         )
         self.round_offset = round_offset
+        if transport_dtype not in TRANSPORT_DTYPES:
+            raise ConfigError(f"transport-dtype={transport_dtype!r} is not known; use one of: "
+                              f"{', '.join(TRANSPORT_DTYPES)}.")
+        self.transport_dtype = transport_dtype
         round_lr_bounds(lr_schedule, lr_max, lr_min, 1, lr_gamma)  # validates
         validate_epochs(epochs_schedule, epochs_initial, epochs_mult, epochs_step)
         self.rounds: dict[int, dict[str, Any]] = {}  # what each round sent and received
-        self._global: ArrayRecord | None = None
+        self._global: ArrayRecord | None = None  # the round's global model, full precision
+        self._wire: ArrayRecord | None = None  # the same, as sent (transport-dtype)
 
     def summary(self) -> None:
         """Log the schedule, then FedAvg's summary."""
         log(INFO, "\t├──> Co-learning schedule:")
         log(INFO, "\t│\t├──LR cycle: %s, %g -> %g (gamma %g)",
             self.lr_schedule, self.lr_max, self.lr_min, self.lr_gamma)
-        log(INFO, "\t│\t└──Local epochs: %s, T0=%d, mult=%g, step=%d",
+        log(INFO, "\t│\t├──Local epochs: %s, T0=%d, mult=%g, step=%d",
             self.epochs_schedule, self.epochs_initial, self.epochs_mult, self.epochs_step)
+        log(INFO, "\t│\t└──Transport precision: %s", self.transport_dtype)
         super().summary()
 
     def round_schedule(self, server_round: int) -> dict[str, Any]:
@@ -106,17 +118,16 @@ class CoLearn(FedAvg):
     ) -> Iterable[Message]:
         """Add the round's schedule to the config, then let FedAvg sample and send."""
         round_ = server_round + self.round_offset
-        self._global = arrays
+        self._global, self._wire = arrays, encode(arrays, self.transport_dtype)
         schedule = self.round_schedule(round_)
         messages = list(super().configure_train(
-            round_, arrays, ConfigRecord({**dict(config), **schedule}), grid
+            round_, self._wire, ConfigRecord({**dict(config), **schedule}), grid
         ))
-        model_bytes = count_bytes(arrays)
         self.rounds[round_] = {
             "schedule": schedule,
             "sites-sent": len(messages),
-            "model-bytes": model_bytes,
-            "bytes-sent": model_bytes * len(messages),
+            "model-bytes": count_bytes(arrays),  # one full-precision copy
+            "bytes-sent": count_bytes(self._wire) * len(messages),  # as sent (transport-dtype)
         }
         return messages
 
@@ -128,6 +139,12 @@ class CoLearn(FedAvg):
         replies = list(replies)
         accepted = [m for m in replies if m.has_error() or self._accept(round_, m)]
         accepted = self._same_metric_keys(round_, accepted)
+        received = sum(count_bytes(a) for m in replies if not m.has_error()
+                       for a in m.content.array_records.values())
+        for msg in accepted:
+            if not msg.has_error() and self._global is not None:
+                key = next(iter(msg.content.array_records))
+                msg.content[key] = decode(msg.content[key], self._global)
         arrays, metrics = super().aggregate_train(round_, accepted)
         if arrays is not None and self._global is not None:
             arrays = restore_dtypes(arrays, self._global)
@@ -137,10 +154,7 @@ class CoLearn(FedAvg):
         record["sites-dropped"] = len(replies) - len(accepted)
         record["sites-averaged"] = sum(not m.has_error() for m in accepted)
         record["errors"] = [m.error.reason for m in replies if m.has_error()]
-        record["bytes-received"] = sum(
-            count_bytes(a) for m in replies if not m.has_error()
-            for a in m.content.array_records.values()
-        )
+        record["bytes-received"] = received
         if record["sites-averaged"] == 0:
             log(WARNING, "Round %d: no site returned a usable model; the global model is "
                 "unchanged (see the reasons above)", round_)
@@ -149,8 +163,9 @@ class CoLearn(FedAvg):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """FedAvg's federated evaluation, numbered like training."""
-        return super().configure_evaluate(server_round + self.round_offset, arrays, config, grid)
+        """FedAvg's federated evaluation (model sent in transport-dtype), numbered like training."""
+        return super().configure_evaluate(server_round + self.round_offset,
+                                          encode(arrays, self.transport_dtype), config, grid)
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
@@ -200,6 +215,6 @@ class CoLearn(FedAvg):
         weight = metrics.get(NUM_EXAMPLES)
         if not isinstance(weight, (int, float)) or weight <= 0:
             return f"'{NUM_EXAMPLES}' missing or not positive ({weight!r})"
-        if self._global is None:
+        if self._wire is None:
             return None
-        return reply_problem(self._global, next(iter(content.array_records.values())))
+        return reply_problem(self._wire, next(iter(content.array_records.values())))

@@ -137,19 +137,19 @@ def test_site_without_test_files_holds_out_ten_percent(tmp_path: Path) -> None:
     assert (len(module.train_set), len(module.val_set)) == (180, 20)
 
 
-def test_shuffled_train_loader_is_seeded(tmp_path: Path) -> None:
-    # Prepare
+def test_shuffle_follows_torchs_global_seed(tmp_path: Path) -> None:
+    # Prepare: the client seeds torch per (seed, round, site) before each round's fit
     data_dir = str(_write_data(tmp_path))
-    first, again = (ImageDataModule(data_dir, batch_size=50, seed=3) for _ in range(2))
+    module = ImageDataModule(data_dir, batch_size=50, seed=3)
+    module.setup("fit")
 
-    # Execute
-    first.setup("fit")
-    again.setup("fit")
+    def first_batch_labels(torch_seed: int) -> torch.Tensor:
+        torch.manual_seed(torch_seed)
+        return next(iter(module.train_dataloader()))[1]
 
-    # Assert
-    labels_first = next(iter(first.train_dataloader()))[1]
-    labels_again = next(iter(again.train_dataloader()))[1]
-    assert torch.equal(labels_first, labels_again)
+    # Execute / Assert: same seed, same order; another seed (another round), another order
+    assert torch.equal(first_batch_labels(1), first_batch_labels(1))
+    assert not torch.equal(first_batch_labels(1), first_batch_labels(2))
 
 
 @pytest.mark.parametrize(

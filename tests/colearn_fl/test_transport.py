@@ -1,0 +1,89 @@
+"""16-bit transport: round trips within tolerance, int buffers exact, bytes halved."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import Array, ArrayRecord, ConfigRecord
+
+from colearn_fl.arrays import arrays_to_state_dict, count_bytes, state_dict_to_arrays
+from colearn_fl.transport import decode, encode, encode_like
+from strategies import CoLearn
+from tests.strategies.test_colearn import StaticGrid, reply
+from tests.tiny import TinyClassifier
+
+
+@pytest.fixture
+def model_arrays() -> ArrayRecord:
+    torch.manual_seed(0)
+    module = TinyClassifier()
+    module.net[1].num_batches_tracked.fill_(123456789)
+    return state_dict_to_arrays(module.state_dict())
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [("float16", 1e-3), ("bfloat16", 8e-3)])
+def test_round_trip_within_tolerance_and_ints_exact(model_arrays: ArrayRecord, dtype: str,
+                                                    tolerance: float) -> None:
+    # Execute
+    back = decode(encode(model_arrays, dtype), model_arrays)
+    # Assert: floats close (relative error of a 16-bit mantissa), ints bit-exact, dtypes restored
+    for key, original in model_arrays.items():
+        assert back[key].dtype == original.dtype
+        np.testing.assert_allclose(back[key].numpy(), original.numpy(), rtol=tolerance,
+                                   atol=1e-6)
+    assert int(back["net.1.num_batches_tracked"].numpy()) == 123456789
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_16_bit_halves_the_float_payload(model_arrays: ArrayRecord, dtype: str) -> None:
+    # Prepare: raw float payload of the model (4 bytes per float parameter)
+    floats = sum(a.numpy().size for a in model_arrays.values() if a.dtype == "float32")
+    # Execute
+    wire = encode(model_arrays, dtype)
+    # Assert: 2 bytes per float on the wire; the int64 buffer still 8 bytes
+    raw = sum(np.prod(a.shape, dtype=int) * (8 if a.dtype == "int64" else 2)
+              for a in wire.values())
+    assert raw == floats * 2 + 8
+    # serialized: at least 2 bytes saved per float (float16 keeps NumPy's 128-byte headers,
+    # bfloat16's raw words have none)
+    saved = count_bytes(model_arrays) - count_bytes(wire)
+    assert saved == floats * 2 if dtype == "float16" else saved > floats * 2
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_site_replies_in_the_servers_encoding(model_arrays: ArrayRecord, dtype: str) -> None:
+    wire = encode(model_arrays, dtype)
+    state = arrays_to_state_dict(wire)
+    module = TinyClassifier()
+    module.load_state_dict(state)  # casts to the module's float32
+    reply_arrays = encode_like(module.state_dict(), wire)
+    assert [a.dtype for a in reply_arrays.values()] == [a.dtype for a in wire.values()]
+    assert count_bytes(reply_arrays) == count_bytes(wire)
+
+
+def test_colearn_averages_16_bit_replies_in_full_precision(flower_identity: None) -> None:
+    # Prepare
+    glob = ArrayRecord({"w": Array(np.array([0.0, 0.0], np.float32)),
+                        "n": Array(np.array(0))})
+    colearn = CoLearn(transport_dtype="float16")
+    messages = list(colearn.configure_train(1, glob, ConfigRecord(), StaticGrid([1, 2])))
+    wire = messages[0].content["arrays"]
+    assert wire["w"].dtype == "float16" and wire["n"].dtype == "int64"
+    replies = [reply(i, ArrayRecord({"w": Array(np.array(w, np.float16)),
+                                     "n": Array(np.array(n))}))
+               for i, (w, n) in ((1, ([1.0, 0.5], 2)), (2, ([2.0, 0.25], 4)))]
+    # Execute
+    arrays, _ = colearn.aggregate_train(1, replies)
+    # Assert: averaged, and returned in the global model's float32
+    assert arrays["w"].dtype == "float32"
+    np.testing.assert_allclose(arrays["w"].numpy(), [1.5, 0.375])
+    assert int(arrays["n"].numpy()) == 3
+
+
+def test_float32_reply_to_a_float16_round_is_dropped(flower_identity: None) -> None:
+    glob = ArrayRecord({"w": Array(np.zeros(2, np.float32)), "n": Array(np.array(0))})
+    colearn = CoLearn(transport_dtype="float16")
+    list(colearn.configure_train(1, glob, ConfigRecord(), StaticGrid([1, 2])))
+    arrays, _ = colearn.aggregate_train(1, [reply(1, glob)])
+    assert arrays is None and colearn.rounds[1]["sites-dropped"] == 1
