@@ -1,0 +1,35 @@
+"""``colearn compare`` end to end on a tiny Fashion-MNIST subset, and the CLI's errors."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+from colearn_fl.cli import main
+
+
+def test_compare_runs_all_four_methods_at_equal_budget(tmp_path, capsys) -> None:
+    # Execute: 2 sites, 400 images, 1 co-learning round of 1 epoch -> budget 400 sample-epochs
+    status = main(["compare", "--sites", "2", "--max-samples", "400", "--rounds", "1",
+                   "--cpus-per-site", "1", "--output-dir", str(tmp_path), "--name", "t"])
+    # Assert
+    assert status == 0
+    folder = tmp_path / "t"
+    with (folder / "comparison.csv").open() as handle:
+        rows = {row["method"]: row for row in csv.DictReader(handle)}
+    assert set(rows) == {"vanilla", "ensemble", "fedavg", "fedavg-1", "colearn"}
+    for row in rows.values():
+        assert math.isfinite(float(row["accuracy"])) and 0.0 <= float(row["accuracy"]) <= 1.0
+        assert int(row["sample_epochs"]) == 400
+    assert int(rows["vanilla"]["bytes"]) == 0
+    # one round, 2 sites, float32: down + up = 4 copies of the model
+    assert int(rows["colearn"]["bytes"]) == 2 * int(rows["ensemble"]["bytes"])
+    assert (folder / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| colearn |" in (folder / "comparison.md").read_text()
+    assert "comparison.md" not in capsys.readouterr().err
+
+
+def test_unknown_method_is_one_clear_error(tmp_path, capsys) -> None:
+    status = main(["compare", "--methods", "colearn,magic", "--output-dir", str(tmp_path)])
+    assert status == 2
+    assert "--methods: ['magic'] not known" in capsys.readouterr().err
