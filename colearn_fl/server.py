@@ -17,6 +17,7 @@ from colearn_fl.arrays import state_dict_to_arrays
 from colearn_fl.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from colearn_fl.config import RunConfig
 from colearn_fl.errors import ConfigError
+from colearn_fl.grid import ResponsiveGrid
 from colearn_fl.recorder import RoundRecorder
 from colearn_fl.results import run_folder
 from strategies.colearn import CoLearn
@@ -85,7 +86,7 @@ def run_colearning(
                              config.num_server_rounds)
     log(INFO, "[colearn] results in %s", folder)
     return strategy.start(
-        grid=grid,
+        grid=ResponsiveGrid(grid),  # flwr 1.41's HttpGrid waits 3 s between reply polls
         initial_arrays=state_dict_to_arrays(initial),
         num_rounds=config.num_server_rounds - done,
         evaluate_fn=recorder,

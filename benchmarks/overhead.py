@@ -1,0 +1,105 @@
+"""Federation overhead: simulated co-learning wall time / the same training without Flower.
+
+Both sides run the same rounds, sites, data, epochs, LR cycle, Lightning Trainers and central
+evaluation; the local side replaces Flower (ServerApp, ClientApp actors, messages) by a plain
+loop that trains the sites one after the other in this process and averages their weights.
+Target at the default Fashion-MNIST configuration: <= 1.10. Both are measured in one run of
+this script, so the ratio compares like with like on this machine.
+
+    python benchmarks/overhead.py                  # default configuration (~10 min, 2 cores)
+    python benchmarks/overhead.py --smoke          # tiny subset, for the test suite
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from flwr.app import Context, RecordDict
+
+from colearn_fl.callback import ServerSchedule
+from colearn_fl.config import NUM_PARTITIONS, PARTITION_ID, RunConfig
+from colearn_fl.server import _central_evaluator
+from colearn_fl.simulation import simulate
+from strategies import CoLearn
+from tasks import get_task
+
+
+def local_colearning(run_config: dict[str, Any], sites: int) -> float:
+    """Co-learning as a plain in-process loop (no Flower); returns its wall time in seconds."""
+    start = time.monotonic()
+    config = RunConfig.from_dict(run_config)
+    task, schedule = get_task(config.task), CoLearn(
+        lr_schedule=config.lr_schedule, lr_max=config.lr_max, lr_min=config.lr_min,
+        epochs_schedule=config.epochs_schedule, epochs_initial=config.epochs_initial,
+        epochs_mult=config.epochs_mult)
+    torch.manual_seed(config.seed)
+    global_state = task.module_fn(run_config).state_dict()
+    evaluate = _central_evaluator(task.central_datamodule_fn, run_config)
+    for server_round in range(1, config.num_server_rounds + 1):
+        sent = schedule.round_schedule(server_round)
+        states, weights = [], []
+        for site in range(sites):
+            module = task.module_fn(run_config)
+            module.load_state_dict(global_state)
+            context = Context(run_id=0, node_id=site, state=RecordDict(), run_config=run_config,
+                              node_config={PARTITION_ID: site, NUM_PARTITIONS: sites})
+            data = task.datamodule_fn(context)
+            trainer = pl.Trainer(
+                max_epochs=sent["local-epochs"], accelerator="auto", devices=1, logger=False,
+                enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0,
+                num_sanity_val_steps=0, enable_progress_bar=False,
+                callbacks=[ServerSchedule(sent["lr-schedule"], sent["lr-max"], sent["lr-min"])])
+            trainer.fit(module, datamodule=data)
+            states.append(module.state_dict())
+            weights.append(len(data.train_dataloader().dataset))
+        global_state = _average(states, weights)
+        if evaluate is not None:
+            module = task.module_fn(run_config)
+            module.load_state_dict(global_state)
+            evaluate(module)
+    return time.monotonic() - start
+
+
+def _average(states: list[dict[str, torch.Tensor]], weights: list[int]) -> dict[str, Any]:
+    total = sum(weights)
+    averaged = {}
+    for key, ref in states[0].items():
+        value = sum(s[key].double() * (w / total) for s, w in zip(states, weights, strict=True))
+        averaged[key] = value.round().to(ref.dtype) if not ref.is_floating_point() else \
+            value.to(ref.dtype)
+    return averaged
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny subset, 2 sites, 1 round")
+    parser.add_argument("--sites", type=int, default=4)
+    args = parser.parse_args()
+    sites = 2 if args.smoke else args.sites
+    with tempfile.TemporaryDirectory() as tmp:
+        run_config: dict[str, Any] = {"output-dir": tmp, "fraction-evaluate": 0.0}
+        if args.smoke:
+            run_config.update({"max-samples": 600, "num-server-rounds": 1})
+        local = local_colearning(run_config, sites)
+        start = time.monotonic()
+        folder = simulate({**run_config, "run-name": "federated"}, num_sites=sites,
+                          cpus_per_site=2 if not args.smoke else 1)
+        federated = time.monotonic() - start
+        rows = json.loads((Path(folder) / "history.json").read_text())["rounds"]
+    strategy = rows[-1]["elapsed-s"]
+    print(f"sites {sites}, rounds {len(rows) - 1}, torch threads {torch.get_num_threads()}")
+    print(f"local (no Flower)        : {local:8.1f} s")
+    print(f"federated (simulate)     : {federated:8.1f} s  (strategy {strategy:.1f} s)")
+    print(f"overhead ratio           : {federated / local:8.3f}  (target <= 1.10)")
+    print(f"overhead ratio, strategy : {strategy / local:8.3f}  (without Ray start/stop)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""A Grid that collects replies promptly.
+
+Under ``flwr run`` the ServerApp talks to the SuperLink through flwr 1.41's ``HttpGrid``, whose
+``send_and_receive`` sleeps a fixed 3 s between reply polls: each train and each evaluate
+phase waits up to 3 s after its last reply. ``ResponsiveGrid`` wraps any Grid and polls with
+its public ``push_messages`` / ``pull_messages`` on a short, growing interval instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from flwr.app import Message, RecordDict
+from flwr.serverapp import Grid
+from flwr.supercore.run import Run
+
+
+class ResponsiveGrid(Grid):
+    """Delegates to ``grid``; ``send_and_receive`` polls every ``first_poll_s`` at first,
+    then backs off by ``backoff`` up to ``max_poll_s`` (a reply waits at most that long)."""
+
+    def __init__(self, grid: Grid, first_poll_s: float = 0.05, max_poll_s: float = 0.5,
+                 backoff: float = 1.5) -> None:
+        self.inner = grid
+        self.first_poll_s, self.max_poll_s, self.backoff = first_poll_s, max_poll_s, backoff
+
+    def set_run(self, run: Run) -> None:
+        self.inner.set_run(run)
+
+    @property
+    def run(self) -> Run:
+        return self.inner.run
+
+    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int,
+                       group_id: str, ttl: float | None = None) -> Message:
+        return self.inner.create_message(content, message_type, dst_node_id, group_id, ttl)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return self.inner.get_node_ids()
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        return self.inner.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return self.inner.pull_messages(message_ids)
+
+    def send_and_receive(self, messages: Iterable[Message], *,
+                         timeout: float | None = None) -> Iterable[Message]:
+        """Push ``messages``, then pull replies until all arrived or ``timeout`` passed."""
+        pending = set(self.push_messages(messages))
+        end = None if timeout is None else time.monotonic() + timeout
+        replies: list[Message] = []
+        pause = self.first_poll_s
+        while pending and (end is None or time.monotonic() < end):
+            arrived = list(self.pull_messages(pending))
+            replies += arrived
+            pending -= {m.metadata.reply_to_message_id for m in arrived}
+            if pending:
+                time.sleep(pause)
+                pause = min(self.max_poll_s, pause * self.backoff)
+        return replies
