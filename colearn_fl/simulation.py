@@ -64,7 +64,12 @@ def simulate(
         server_app=server,
         client_app=client,
         num_supernodes=num_sites,
-        backend_config={"client_resources": {"num_cpus": cpus_per_site, "num_gpus": 0.0}},
+        backend_config={
+            "client_resources": {"num_cpus": cpus_per_site, "num_gpus": 0.0},
+            # A Ray cluster of its own: ray.init() would otherwise join one another
+            # simulation on this machine started, and queue behind its actors.
+            "init_args": {"address": "local"},
+        },
     )
     return run_folder(parsed, 0)
 

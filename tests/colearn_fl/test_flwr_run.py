@@ -8,40 +8,29 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from colearn_fl.processes import pids_mentioning, stop_flwr_home
+
 REPO = Path(__file__).resolve().parents[2]
 FLWR = Path(sys.executable).with_name("flwr")
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """Pids whose command line contains ``text``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if text in cmdline:
-                pids.append(int(entry.name))
-    return pids
 
 
 @pytest.fixture
 def flwr_home(tmp_path) -> Iterator[Path]:
     home = tmp_path / "flwr-home"
     yield home
-    for pid in processes_mentioning(str(home)):  # the managed SuperLink ...
-        for child in processes_mentioning(f"--parent-pid {pid}"):  # ... and its SuperExec
-            os.kill(child, signal.SIGTERM)
-        os.kill(pid, signal.SIGTERM)
+    stop_flwr_home(home)
+    deadline = time.monotonic() + 15
+    while pids_mentioning(str(home)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not pids_mentioning(str(home)), "the managed SuperLink outlived the test"
 
 
 def test_flwr_run_streams_rounds_and_writes_results(tmp_path, flwr_home: Path) -> None:

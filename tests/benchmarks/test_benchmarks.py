@@ -1,0 +1,39 @@
+"""The benchmark scripts run end to end in their smoke modes and print their ratios."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], text=True,
+                          capture_output=True, timeout=600, cwd=BENCHMARKS.parent)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_communication_ratios() -> None:
+    out = run("communication.py", "--smoke")
+    ratios = {m[0]: float(m[1]) for m in re.findall(r"(\w+) \| ([0-9.]+) \|", out)}
+    # float32: one copy down and one up, exactly; 16 bit: under one copy in all
+    assert ratios["float32"] == pytest.approx(2.0)
+    assert ratios["float16"] <= 1.0 and ratios["bfloat16"] <= 1.0
+
+
+def test_overhead_ratio_is_printed() -> None:
+    out = run("overhead.py", "--smoke")
+    ratio = float(re.search(r"overhead ratio\s+:\s+([0-9.]+)", out).group(1))
+    assert ratio > 0.5  # a ratio, measured; its target is checked at full size, not here
+
+
+@pytest.mark.slow
+def test_startup_time_is_printed() -> None:
+    out = run("startup.py")
+    assert re.search(r"cold [0-9.]+ s .* warm [0-9.]+ s", out)
