@@ -36,10 +36,24 @@ def write_history(folder: Path, rows: Sequence[Row], run_config: dict[str, Any])
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
+    columns.sort(key=_column_rank)
     with (folder / HISTORY_CSV).open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+
+
+_COLUMN_ORDER = ("round", "local-epochs", "lr-schedule", "lr-max", "lr-min", "train-loss",
+                 "federated-", "central-", "sites-", "model-bytes", "bytes-", "round-s",
+                 "elapsed-s")
+
+
+def _column_rank(column: str) -> int:
+    """CSV columns: round and schedule, losses, metrics, sites, bytes, times; others last."""
+    for rank, prefix in enumerate(_COLUMN_ORDER):
+        if column == prefix or (prefix.endswith("-") and column.startswith(prefix)):
+            return rank
+    return len(_COLUMN_ORDER)
 
 
 def read_history(folder: Path) -> list[Row]:
