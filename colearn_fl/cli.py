@@ -54,11 +54,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _tasks(args: argparse.Namespace) -> int:
+    """Each task's metrics and models, with the paper's Table 1 volume column per model."""
+    from colearn_fl.arrays import count_bytes, state_dict_to_arrays
+    from colearn_fl.transport import encode
     from tasks import get_task, list_tasks
 
+    print("task | model | parameters | MB per site per round (down + up): float32 / float16")
     for name in list_tasks():
         task = get_task(name)
-        print(f"{name}: metrics {', '.join(task.metrics)}; models {', '.join(task.models())}")
+        for model in task.models():
+            module = task.module_fn({"task": name, "model": model})
+            arrays = state_dict_to_arrays(module.state_dict())
+            params = sum(p.numel() for p in module.parameters())
+            full, half = count_bytes(arrays), count_bytes(encode(arrays, "float16"))
+            print(f"{name} | {model} | {params:,} | {2 * full / 1e6:.3f} / {2 * half / 1e6:.3f}")
+        print(f"{name}: metrics {', '.join(task.metrics)}")
     return 0
 
 

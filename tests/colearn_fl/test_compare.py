@@ -33,3 +33,10 @@ def test_unknown_method_is_one_clear_error(tmp_path, capsys) -> None:
     status = main(["compare", "--methods", "colearn,magic", "--output-dir", str(tmp_path)])
     assert status == 2
     assert "--methods: ['magic'] not known" in capsys.readouterr().err
+
+
+def test_tasks_lists_models_with_their_volume_per_round(capsys) -> None:
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    # small-cnn: 421,866 float32 parameters; + BN buffers and npy headers on the wire
+    assert "image | small-cnn | 421,866 | 3.38" in out
