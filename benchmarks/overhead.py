@@ -21,11 +21,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from flwr.app import Context, RecordDict
 
+from colearn_fl.baselines import site_context
 from colearn_fl.callback import ServerSchedule
-from colearn_fl.config import NUM_PARTITIONS, PARTITION_ID, RunConfig
-from colearn_fl.server import _central_evaluator
+from colearn_fl.config import RunConfig
+from colearn_fl.server import central_evaluator
 from colearn_fl.simulation import simulate
 from strategies import CoLearn
 from tasks import get_task
@@ -41,16 +41,14 @@ def local_colearning(run_config: dict[str, Any], sites: int) -> float:
         epochs_mult=config.epochs_mult)
     torch.manual_seed(config.seed)
     global_state = task.module_fn(run_config).state_dict()
-    evaluate = _central_evaluator(task.central_datamodule_fn, run_config)
+    evaluate = central_evaluator(task.central_datamodule_fn, run_config)
     for server_round in range(1, config.num_server_rounds + 1):
         sent = schedule.round_schedule(server_round)
         states, weights = [], []
         for site in range(sites):
             module = task.module_fn(run_config)
             module.load_state_dict(global_state)
-            context = Context(run_id=0, node_id=site, state=RecordDict(), run_config=run_config,
-                              node_config={PARTITION_ID: site, NUM_PARTITIONS: sites})
-            data = task.datamodule_fn(context)
+            data = task.datamodule_fn(site_context(run_config, site, sites))
             trainer = pl.Trainer(
                 max_epochs=sent["local-epochs"], accelerator="auto", devices=1, logger=False,
                 enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0,

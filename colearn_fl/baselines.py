@@ -39,7 +39,7 @@ def vanilla(task: Task, run_config: Mapping[str, Any], epochs: int) -> BaselineR
     config = RunConfig.from_dict(run_config)
     torch.manual_seed(config.seed)
     module = task.module_fn(dict(run_config))
-    data = task.datamodule_fn(_context(run_config, partition=None, sites=1))
+    data = task.datamodule_fn(site_context(run_config, partition=None, sites=1))
     test = _test_loader(task, run_config)
     curve = _EpochCurve(test)
     start = time.monotonic()
@@ -62,7 +62,7 @@ def ensemble(task: Task, run_config: Mapping[str, Any], sites: int,
     for site in range(sites):
         torch.manual_seed(config.seed + site)
         module = task.module_fn(dict(run_config))
-        data = task.datamodule_fn(_context(run_config, partition=site, sites=sites))
+        data = task.datamodule_fn(site_context(run_config, partition=site, sites=sites))
         curve = _EpochCurve(None)
         _trainer(epochs, [ServerSchedule(config.lr_schedule, config.lr_max, config.lr_min),
                           curve], config).fit(module, datamodule=data)
@@ -116,7 +116,8 @@ def _test_loader(task: Task, run_config: Mapping[str, Any]) -> torch.utils.data.
     return data.test_dataloader()
 
 
-def _context(run_config: Mapping[str, Any], partition: int | None, sites: int) -> Context:
+def site_context(run_config: Mapping[str, Any], partition: int | None, sites: int) -> Context:
+    """The Flower context a simulated site (or, with ``partition=None``, the pooled data) gets."""
     node = {} if partition is None else {PARTITION_ID: partition, NUM_PARTITIONS: sites}
     return Context(run_id=0, node_id=0, node_config=node, state=RecordDict(),
                    run_config=dict(run_config))

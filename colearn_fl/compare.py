@@ -18,7 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from colearn_fl.baselines import ensemble, vanilla
+from colearn_fl.baselines import ensemble, site_context, vanilla
 from colearn_fl.config import RunConfig
 from colearn_fl.errors import ConfigError
 from colearn_fl.simulation import simulate
@@ -99,9 +99,7 @@ def _federated(method: str, run: dict[str, Any], sites: int,
 
 def _pooled_size(run: dict[str, Any]) -> int:
     """Training examples over all sites (the pooled data of the vanilla baseline)."""
-    from colearn_fl.baselines import _context
-
-    data = get_task(RunConfig.from_dict(run).task).datamodule_fn(_context(run, None, 1))
+    data = get_task(RunConfig.from_dict(run).task).datamodule_fn(site_context(run, None, 1))
     data.prepare_data()
     data.setup("fit")
     return len(data.train_dataloader().dataset)

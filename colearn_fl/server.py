@@ -81,7 +81,7 @@ def run_colearning(
         log(INFO, "[colearn] %s already completed %d rounds: nothing to do", folder, done)
         return None
     strategy = build_strategy(config, round_offset=done)
-    central = _central_evaluator(central_datamodule_fn, raw) if config.central_eval else None
+    central = central_evaluator(central_datamodule_fn, raw) if config.central_eval else None
     recorder = RoundRecorder(strategy, module, folder, raw, central, history,
                              config.num_server_rounds)
     log(INFO, "[colearn] results in %s", folder)
@@ -107,7 +107,7 @@ def build_strategy(config: RunConfig, round_offset: int = 0) -> CoLearn:
     )
 
 
-def _central_evaluator(
+def central_evaluator(
     datamodule_fn: CentralDataFn | None, raw: dict[str, Any]
 ) -> Callable[[pl.LightningModule], dict[str, float]] | None:
     """Set up the server's test data once; return a function that evaluates a module on it."""
