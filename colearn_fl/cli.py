@@ -1,7 +1,9 @@
 """The ``colearn`` command: what ``flwr run`` does not do (baselines, comparisons, listings).
 
 ``colearn compare`` runs vanilla, ensemble, FedAvg and co-learning on the same sites at equal
-budget and writes a table and a plot; ``colearn tasks`` lists the tasks and their models.
+budget and writes a table and a plot; ``colearn tasks`` lists the tasks and their models;
+``colearn deploy`` writes the certificates, SuperNode keys and per-site data folders of a
+deployment (docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -50,7 +52,33 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--output-dir", type=Path, default=Path("outputs/compare"))
     cmp.add_argument("--name", default="", help="result folder name (default: the partitioning)")
     cmp.set_defaults(handler=_compare)
+    _add_deploy(commands)
     return parser
+
+
+def _add_deploy(commands: argparse._SubParsersAction) -> None:
+    """``colearn deploy certs|node-keys|shards``: files for flower-superlink / supernode."""
+    deploy = commands.add_parser("deploy", help="TLS certificates, SuperNode keys, site shards")
+    steps = deploy.add_subparsers(required=True, metavar="step")
+    certs = steps.add_parser("certs", help="self-signed CA + SuperLink server certificate")
+    certs.add_argument("--out", type=Path, required=True)
+    certs.add_argument("--hostnames", nargs="+", default=["localhost", "127.0.0.1"],
+                       help="names / IPs SuperNodes dial (the certificate's SANs)")
+    certs.set_defaults(handler=_deploy_certs)
+    keys = steps.add_parser("node-keys", help="one EC P-384 key pair per SuperNode")
+    keys.add_argument("--out", type=Path, required=True)
+    keys.add_argument("--names", nargs="+", required=True, help="e.g. site-0 site-1")
+    keys.set_defaults(handler=_deploy_node_keys)
+    shards = steps.add_parser("shards", help="one Fashion-MNIST folder per site (demo data)")
+    shards.add_argument("--out", type=Path, required=True)
+    shards.add_argument("--sites", type=int, required=True)
+    shards.add_argument("--source", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
+    shards.add_argument("--max-samples", type=int, default=0,
+                        help="cap on each site's train and test images (0 = its whole share)")
+    shards.add_argument("--seed", type=int, default=0)
+    shards.add_argument("--partitioning", default="iid", choices=["iid", "dirichlet"])
+    shards.add_argument("--dirichlet-alpha", type=float, default=0.5)
+    shards.set_defaults(handler=_deploy_shards)
 
 
 def _tasks(args: argparse.Namespace) -> int:
@@ -86,6 +114,32 @@ def _compare(args: argparse.Namespace) -> int:
     compare(base, args.sites, methods, args.fedavg_lr, args.cpus_per_site, folder)
     print((folder / "comparison.md").read_text())
     print(f"table, csv and plot in {folder}")
+    return 0
+
+
+def _deploy_certs(args: argparse.Namespace) -> int:
+    from colearn_fl.deploy import make_certificates
+
+    for name, path in make_certificates(args.out, args.hostnames).items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _deploy_node_keys(args: argparse.Namespace) -> int:
+    from colearn_fl.deploy import make_node_keys
+
+    for name, (private, public) in make_node_keys(args.out, args.names).items():
+        print(f"{name}: private {private} | public {public}")
+    return 0
+
+
+def _deploy_shards(args: argparse.Namespace) -> int:
+    from colearn_fl.deploy import write_site_shards
+
+    folders = write_site_shards(args.source, args.out, args.sites, args.seed, args.max_samples,
+                                args.partitioning, args.dirichlet_alpha)
+    for folder in folders:
+        print(f"data-dir='{folder.resolve()}'")
     return 0
 
 
