@@ -2,7 +2,7 @@
 
 Both read the ``task`` run-config key and run that registered task's model and data through
 the same code path a user's own app takes (``train_round``, ``evaluate_round``,
-``run_colearning``).
+``run_colearning``) and the same DP clipping mod (``colearn_fl.privacy.clipping_mod``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from flwr.serverapp import Grid, ServerApp
 
 from colearn_fl.client import evaluate_round, train_round
 from colearn_fl.config import RunConfig
+from colearn_fl.privacy import clipping_mod
 from colearn_fl.server import run_colearning
 from tasks import Task, get_task
 
-client = ClientApp()
+client = ClientApp(mods=[clipping_mod])  # central DP clipping when dp-noise-multiplier > 0
 server = ServerApp()
 
 

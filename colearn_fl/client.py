@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import Mod
 from pytorch_lightning.loggers import CSVLogger
 
 from colearn_fl.arrays import arrays_to_state_dict
@@ -25,6 +26,7 @@ from colearn_fl.config import (
     RunConfig,
 )
 from colearn_fl.errors import ConfigError
+from colearn_fl.privacy import clipping_mod
 from colearn_fl.results import run_folder
 from colearn_fl.transport import encode_like
 
@@ -32,7 +34,9 @@ ModuleFn = Callable[[dict[str, Any]], pl.LightningModule]
 DataModuleFn = Callable[[Context], pl.LightningDataModule]
 
 
-def client_app(module_fn: ModuleFn, datamodule_fn: DataModuleFn) -> ClientApp:
+def client_app(
+    module_fn: ModuleFn, datamodule_fn: DataModuleFn, mods: list[Mod] | None = None
+) -> ClientApp:
     """A ClientApp that federates a LightningModule with co-learning.
 
     Parameters
@@ -44,6 +48,11 @@ def client_app(module_fn: ModuleFn, datamodule_fn: DataModuleFn) -> ClientApp:
         Builds this site's data (``train_dataloader`` for training, ``val_dataloader`` for
         evaluation) from the Flower context (``node_config`` holds ``data-dir`` or the
         simulation partition).
+    mods : list of Flower mods, optional
+        Flower client mods wrapped around both handlers, outermost first. They run outside
+        colearn-fl's DP clipping mod (``colearn_fl.privacy.clipping_mod``, a pass-through
+        unless ``dp-noise-multiplier > 0``), so they see each reply exactly as it leaves the
+        site.
 
     Returns
     -------
@@ -51,7 +60,7 @@ def client_app(module_fn: ModuleFn, datamodule_fn: DataModuleFn) -> ClientApp:
         Train replies carry the full state_dict, ``num-examples`` and ``train-loss``; evaluate
         replies carry ``num-examples`` and every metric the module logs in validation.
     """
-    app = ClientApp()
+    app = ClientApp(mods=[*(mods or []), clipping_mod])
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
@@ -134,7 +143,6 @@ def _trainer(
         limit_val_batches=0 if epochs else None,
         default_root_dir=str(logger.save_dir),
     )
-
 
 
 def _run_config(context: Context) -> RunConfig:

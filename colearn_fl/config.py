@@ -8,6 +8,7 @@ below it, code receives plain, validated arguments.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -63,6 +64,8 @@ class RunConfig:
     resume: bool = False  # continue the run in output-dir/run-name from its checkpoint
     central_eval: bool = True  # evaluate the global model on the test split every round
     transport_dtype: str = "float32"  # precision of floating arrays on the wire
+    dp_noise_multiplier: float = 0.0  # central DP (client-side clipping); 0 = DP off
+    dp_clipping_norm: float = 1.0  # L2 bound of each site's clipped update under DP
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys a task or user app adds
 
     @classmethod
@@ -100,10 +103,23 @@ class RunConfig:
                            ("fraction-evaluate", self.fraction_evaluate)):
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{key}={value}: must be in [0, 1].")
+        self._validate_privacy()
         for key, value in (("max-samples", self.max_samples), ("num-workers", self.num_workers),
                            ("seed", self.seed)):
             if value < 0:
                 raise ConfigError(f"{key}={value}: must be >= 0 (0 means all / none).")
+
+    def _validate_privacy(self) -> None:
+        if not (math.isfinite(self.dp_noise_multiplier) and self.dp_noise_multiplier >= 0):
+            raise ConfigError(f"dp-noise-multiplier={self.dp_noise_multiplier}: must be a "
+                              "finite number >= 0 (0 turns differential privacy off).")
+        if not (math.isfinite(self.dp_clipping_norm) and self.dp_clipping_norm > 0):
+            raise ConfigError(f"dp-clipping-norm={self.dp_clipping_norm}: must be a finite "
+                              "number > 0 (the L2 bound of each site's update).")
+        if self.dp_noise_multiplier > 0 and self.transport_dtype == "bfloat16":
+            raise ConfigError("dp-noise-multiplier > 0 with transport-dtype='bfloat16': "
+                              "Flower's clipping mod reads NumPy arrays only; use "
+                              "transport-dtype 'float32' or 'float16' with DP.")
 
 
 def _coerce(key: str, value: Any, expected: type) -> Any:

@@ -18,6 +18,7 @@ from colearn_fl.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from colearn_fl.config import RunConfig
 from colearn_fl.errors import ConfigError
 from colearn_fl.grid import ResponsiveGrid
+from colearn_fl.privacy import with_privacy
 from colearn_fl.recorder import RoundRecorder
 from colearn_fl.results import run_folder
 from strategies.colearn import CoLearn
@@ -32,6 +33,10 @@ def server_app(
     module_fn: ModuleFn, central_datamodule_fn: CentralDataFn | None = None
 ) -> ServerApp:
     """A ServerApp that runs co-learning with the ``CoLearn`` strategy.
+
+    With ``dp-noise-multiplier > 0``, ``CoLearn`` runs inside Flower's client-side
+    fixed-clipping DP wrapper (``colearn_fl.privacy``); the sites need colearn-fl's clipping
+    mod, which ``client_app`` installs.
 
     Parameters
     ----------
@@ -80,9 +85,12 @@ def run_colearning(
     if done >= config.num_server_rounds:
         log(INFO, "[colearn] %s already completed %d rounds: nothing to do", folder, done)
         return None
-    strategy = build_strategy(config, round_offset=done)
+    colearn = build_strategy(config, round_offset=done)
+    # With DP, Flower's wrapper runs the rounds and calls CoLearn's own configure/aggregate;
+    # the recorder reads CoLearn's per-round records either way.
+    strategy = with_privacy(colearn, config)
     central = central_evaluator(central_datamodule_fn, raw) if config.central_eval else None
-    recorder = RoundRecorder(strategy, module, folder, raw, central, history,
+    recorder = RoundRecorder(colearn, module, folder, raw, central, history,
                              config.num_server_rounds)
     log(INFO, "[colearn] results in %s", folder)
     return strategy.start(

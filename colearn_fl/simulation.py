@@ -14,12 +14,14 @@ from typing import Any
 
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import ClientAppCallable, Mod
 from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
 from colearn_fl.client import DataModuleFn, ModuleFn, evaluate_round, train_round
 from colearn_fl.config import RunConfig
 from colearn_fl.errors import ConfigError
+from colearn_fl.privacy import clipping_mod
 from colearn_fl.results import run_folder
 from colearn_fl.server import CentralDataFn, run_colearning
 from tasks import get_task
@@ -32,6 +34,7 @@ def simulate(
     module_fn: ModuleFn | None = None,
     datamodule_fn: DataModuleFn | None = None,
     central_datamodule_fn: CentralDataFn | None = None,
+    mods: list[Mod] | None = None,
 ) -> Path:
     """Simulate ``num_sites`` sites running co-learning; return the run folder.
 
@@ -46,6 +49,10 @@ def simulate(
         CPUs Ray reserves per ClientApp (how many sites train at once).
     module_fn, datamodule_fn, central_datamodule_fn : optional
         A user's own factories; by default the ``task`` key's registered ones.
+    mods : list of Flower mods, optional
+        Client mods around every site's handlers, outermost first, as in
+        ``colearn_fl.client_app``: they see the run config given here and each reply as it
+        leaves the site (after the DP clipping mod).
     """
     config = dict(run_config)
     config.setdefault("run-name", "")
@@ -59,7 +66,7 @@ def simulate(
         task = get_task(parsed.task)
         module_fn, datamodule_fn = task.module_fn, task.datamodule_fn
         central_datamodule_fn = central_datamodule_fn or task.central_datamodule_fn
-    server, client = _apps(config, module_fn, datamodule_fn, central_datamodule_fn)
+    server, client = _apps(config, module_fn, datamodule_fn, central_datamodule_fn, mods or [])
     run_simulation(
         server_app=server,
         client_app=client,
@@ -76,10 +83,9 @@ def simulate(
 
 def _apps(
     config: dict[str, Any], module_fn: ModuleFn, datamodule_fn: DataModuleFn,
-    central_datamodule_fn: CentralDataFn | None,
+    central_datamodule_fn: CentralDataFn | None, mods: list[Mod],
 ) -> tuple[ServerApp, ClientApp]:
-    """Server and client apps that see ``config`` as their run config."""
-    server, client = ServerApp(), ClientApp()
+    """Server and client apps (and client mods) that see ``config`` as their run config."""
 
     def configured(context: Context) -> Context:
         # Flower refuses changes to a context's run_config: hand the apps a copy whose
@@ -87,6 +93,16 @@ def _apps(
         return Context(run_id=context.run_id, node_id=context.node_id,
                        node_config=context.node_config, state=context.state,
                        run_config={**context.run_config, **config})
+
+    def seeing_config(mod: Mod) -> Mod:
+        def configured_mod(msg: Message, context: Context, call_next: ClientAppCallable
+                           ) -> Message:
+            return mod(msg, configured(context), call_next)
+
+        return configured_mod
+
+    server = ServerApp()
+    client = ClientApp(mods=[seeing_config(m) for m in [*mods, clipping_mod]])
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
