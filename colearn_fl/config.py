@@ -54,6 +54,7 @@ class RunConfig:
     fraction_train: float = 1.0  # fraction of connected sites that train each round
     fraction_evaluate: float = 1.0  # fraction of connected sites that evaluate each round
     min_available_nodes: int = 2  # the server waits for this many sites before a round
+    round_timeout: float = 3600.0  # seconds the server waits for each phase's replies
     partitioning: Literal["iid", "dirichlet"] = "iid"  # simulation only
     dirichlet_alpha: float = 0.5
     seed: int = 0
@@ -103,6 +104,9 @@ class RunConfig:
                            ("fraction-evaluate", self.fraction_evaluate)):
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{key}={value}: must be in [0, 1].")
+        if not (math.isfinite(self.round_timeout) and self.round_timeout > 0):
+            raise ConfigError(f"round-timeout={self.round_timeout}: must be a finite number of "
+                              "seconds > 0 (how long a round waits for the sites' replies).")
         self._validate_privacy()
         for key, value in (("max-samples", self.max_samples), ("num-workers", self.num_workers),
                            ("seed", self.seed)):
@@ -116,10 +120,11 @@ class RunConfig:
         if not (math.isfinite(self.dp_clipping_norm) and self.dp_clipping_norm > 0):
             raise ConfigError(f"dp-clipping-norm={self.dp_clipping_norm}: must be a finite "
                               "number > 0 (the L2 bound of each site's update).")
-        if self.dp_noise_multiplier > 0 and self.transport_dtype == "bfloat16":
-            raise ConfigError("dp-noise-multiplier > 0 with transport-dtype='bfloat16': "
-                              "Flower's clipping mod reads NumPy arrays only; use "
-                              "transport-dtype 'float32' or 'float16' with DP.")
+        if self.dp_noise_multiplier > 0 and self.transport_dtype != "float32":
+            raise ConfigError(f"dp-noise-multiplier > 0 with transport-dtype="
+                              f"'{self.transport_dtype}': Flower's clipping mod reads only "
+                              "NumPy arrays, and 16-bit arrays travel as raw words; use "
+                              "transport-dtype='float32' with DP.")
 
 
 def _coerce(key: str, value: Any, expected: type) -> Any:

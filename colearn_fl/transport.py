@@ -2,8 +2,10 @@
 
 The server keeps its global model and averages in full precision; only what is sent is cast.
 Integer and boolean buffers (BatchNorm's ``num_batches_tracked``) always travel unchanged.
-NumPy has no bfloat16, so a bfloat16 array travels as its raw 2-byte words with
-``stype="torch.bfloat16"``; every other array is a regular NumPy ``Array``.
+A 16-bit array travels as its raw 2-byte words with ``stype="torch.float16"`` or
+``"torch.bfloat16"`` (NumPy has no bfloat16, and its 128-byte ``.npy`` header per array would
+put a small model's 16-bit round trip above one float32 copy); every other array is a regular
+NumPy ``Array``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 from flwr.app import Array, ArrayRecord
 
 TRANSPORT_DTYPES = ("float32", "float16", "bfloat16")
-BF16_STYPE = "torch.bfloat16"
+RAW_STYPES = {"torch.float16": torch.float16, "torch.bfloat16": torch.bfloat16}
 
 
 def encode(arrays: ArrayRecord, dtype: str) -> ArrayRecord:
@@ -50,8 +52,8 @@ def encode_like(state_dict: dict[str, torch.Tensor], received: ArrayRecord) -> A
         tensor = tensor.detach().cpu().contiguous()
         wire = received.get(key)
         if wire is not None and tensor.is_floating_point():
-            if wire.stype == BF16_STYPE:
-                out[key] = _bf16_array(tensor)
+            if wire.stype in RAW_STYPES:
+                out[key] = _raw_array(tensor, wire.dtype)
                 continue
             tensor = tensor.to(_TORCH_DTYPES.get(wire.dtype, tensor.dtype))
         out[key] = Array(tensor.numpy())
@@ -59,17 +61,16 @@ def encode_like(state_dict: dict[str, torch.Tensor], received: ArrayRecord) -> A
 
 
 def to_numpy(array: Array) -> np.ndarray:
-    """An ``Array`` as NumPy; bfloat16 words become float32 (NumPy has no bfloat16)."""
-    if array.stype == BF16_STYPE:
-        words = torch.frombuffer(bytearray(array.data), dtype=torch.bfloat16)
-        return words.float().reshape(tuple(array.shape)).numpy()
+    """An ``Array`` as NumPy; 16-bit words become float32 (NumPy has no bfloat16)."""
+    if array.stype in RAW_STYPES:
+        return to_tensor(array).float().numpy()
     return array.numpy()
 
 
 def to_tensor(array: Array) -> torch.Tensor:
-    """An ``Array`` as a torch tensor of its wire dtype (bfloat16 included)."""
-    if array.stype == BF16_STYPE:
-        words = torch.frombuffer(bytearray(array.data), dtype=torch.bfloat16)
+    """An ``Array`` as a torch tensor of its wire dtype (16-bit words included)."""
+    if array.stype in RAW_STYPES:
+        words = torch.frombuffer(bytearray(array.data), dtype=RAW_STYPES[array.stype])
         return words.reshape(tuple(array.shape)).clone()
     return torch.from_numpy(np.array(array.numpy()))
 
@@ -82,14 +83,16 @@ def _is_float(dtype: str) -> bool:
 
 
 def _cast(array: Array, dtype: str) -> Array:
-    if array.stype == BF16_STYPE or not _is_float(array.dtype):
+    if array.stype in RAW_STYPES or not _is_float(array.dtype):
         return array
     values = array.numpy()
-    if dtype == "bfloat16":
-        return _bf16_array(torch.from_numpy(np.array(values, dtype=np.float32)))
+    if dtype in ("float16", "bfloat16"):
+        return _raw_array(torch.from_numpy(np.array(values, dtype=np.float32)), dtype)
     return Array(np.ascontiguousarray(values.astype(dtype)).reshape(values.shape))
 
 
-def _bf16_array(tensor: torch.Tensor) -> Array:
-    words = tensor.to(torch.bfloat16).contiguous().view(torch.int16).numpy().tobytes()
-    return Array(dtype="bfloat16", shape=tuple(tensor.shape), stype=BF16_STYPE, data=words)
+def _raw_array(tensor: torch.Tensor, dtype: str) -> Array:
+    """``tensor`` cast to 16-bit ``dtype``, as its raw words (no header)."""
+    stype = f"torch.{dtype}"
+    words = tensor.to(RAW_STYPES[stype]).contiguous().view(torch.int16).numpy().tobytes()
+    return Array(dtype=dtype, shape=tuple(tensor.shape), stype=stype, data=words)

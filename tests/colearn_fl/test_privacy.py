@@ -41,6 +41,7 @@ DP_ON = {"dp-noise-multiplier": 1.0, "dp-clipping-norm": 1.0}
         ({"dp-clipping-norm": 0}, "dp-clipping-norm=0.0: must be a finite number > 0"),
         ({"dp-clipping-norm": "1"}, "dp-clipping-norm='1': expected a number"),
         ({**DP_ON, "transport-dtype": "bfloat16"}, "transport-dtype='bfloat16'"),
+        ({**DP_ON, "transport-dtype": "float16"}, "transport-dtype='float16'"),
     ],
 )
 def test_dp_config_errors_name_the_key(raw: dict, match: str) -> None:
