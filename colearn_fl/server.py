@@ -97,6 +97,10 @@ def run_colearning(
         grid=ResponsiveGrid(grid),  # flwr 1.41's HttpGrid waits 3 s between reply polls
         initial_arrays=state_dict_to_arrays(initial),
         num_rounds=config.num_server_rounds - done,
+        # Bounds each train and evaluate phase: a site that has not replied by then is left
+        # out of that round. A SuperNode that died is reported by the SuperLink sooner (its
+        # heartbeats stop: an error reply within 60 s), so this bounds live but stuck sites.
+        timeout=config.round_timeout,
         evaluate_fn=recorder,
     )
 
