@@ -87,8 +87,9 @@ def train_round(
     if epochs < 1:
         raise ConfigError(f"{LOCAL_EPOCHS}={epochs}: the server must send at least 1 epoch.")
     server_round = int(config[SERVER_ROUND])
-    torch.manual_seed(hash((_run_config(context).seed, server_round, _site(context))) % 2**31)
-    trainer = _trainer(context, server_round, [schedule, stats], epochs)
+    run = RunConfig.from_dict(context.run_config)
+    torch.manual_seed(hash((run.seed, server_round, _site(context))) % 2**31)
+    trainer = _trainer(context, run, server_round, [schedule, stats], epochs)
     trainer.fit(module, datamodule=datamodule_fn(context))
     metrics = MetricRecord({NUM_EXAMPLES: stats.examples_per_epoch,
                             TRAIN_LOSS: stats.mean_loss})
@@ -104,7 +105,8 @@ def evaluate_round(
     """Load the global model, validate it on this site's held-out data, reply metrics."""
     module = _load(module_fn, context, msg.content["arrays"])
     stats = RoundStats()
-    trainer = _trainer(context, int(msg.content["config"][SERVER_ROUND]), [stats])
+    run = RunConfig.from_dict(context.run_config)
+    trainer = _trainer(context, run, int(msg.content["config"][SERVER_ROUND]), [stats])
     results = trainer.validate(module, datamodule=datamodule_fn(context), verbose=False)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     metrics[NUM_EXAMPLES] = stats.eval_examples
@@ -119,7 +121,8 @@ def _load(module_fn: ModuleFn, context: Context, arrays: ArrayRecord) -> pl.Ligh
 
 
 def _trainer(
-    context: Context, server_round: int, callbacks: list[pl.Callback], epochs: int = 0
+    context: Context, run: RunConfig, server_round: int, callbacks: list[pl.Callback],
+    epochs: int = 0,
 ) -> pl.Trainer:
     """A Trainer for one round at this site (CPU or GPU chosen automatically).
 
@@ -127,7 +130,7 @@ def _trainer(
     the server asks for separately.
     """
     logger = CSVLogger(
-        save_dir=run_folder(_run_config(context), context.run_id) / "sites",
+        save_dir=run_folder(run, context.run_id) / "sites",
         name=f"site-{_site(context)}",
         version=f"round-{server_round}-{'train' if epochs else 'evaluate'}",
     )
@@ -143,10 +146,6 @@ def _trainer(
         limit_val_batches=0 if epochs else None,
         default_root_dir=str(logger.save_dir),
     )
-
-
-def _run_config(context: Context) -> RunConfig:
-    return RunConfig.from_dict(context.run_config)
 
 
 def _site(context: Context) -> int:

@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from colearn_fl.arrays import count_bytes, state_dict_to_arrays
 from colearn_fl.baselines import ensemble, site_context, vanilla
 from colearn_fl.config import RunConfig
 from colearn_fl.errors import ConfigError
@@ -61,7 +62,7 @@ def compare(base: dict[str, Any], sites: int, methods: tuple[str, ...], fedavg_l
         "fedavg-1": {**fedavg, "epochs-schedule": "fixed", "epochs-initial": 1,
                      "num-server-rounds": total_epochs},
     }
-    results = []
+    results, pooled = [], 0
     for method in (m for m in METHODS if m in methods):
         if method == "vanilla":
             out = vanilla(task, base, total_epochs)
@@ -74,19 +75,20 @@ def compare(base: dict[str, Any], sites: int, methods: tuple[str, ...], fedavg_l
                                         out.sample_epochs, sites * model_bytes, curve=out.curve))
         else:
             run = {**base, **runs[method], "run-name": method}
-            results.append(_federated(method, run, sites, cpus_per_site))
+            pooled = pooled if pooled else _pooled_size(base)
+            results.append(_federated(method, run, sites, cpus_per_site, pooled))
     write_comparison(folder, results, base, sites, fedavg_lr)
     return results
 
 
-def _federated(method: str, run: dict[str, Any], sites: int,
-               cpus_per_site: float) -> MethodResult:
+def _federated(method: str, run: dict[str, Any], sites: int, cpus_per_site: float,
+               pooled: int) -> MethodResult:
+    """Simulate one federated method; its curve's x axis counts ``pooled`` per local epoch."""
     start = time.monotonic()
     folder = simulate(run, num_sites=sites, cpus_per_site=cpus_per_site)
     wall = time.monotonic() - start
     rows = json.loads((folder / "history.json").read_text())["rounds"]
     trained = [r for r in rows if r.get("local-epochs")]
-    pooled = _pooled_size(run)
     curve, budget = [(0, rows[0]["central-accuracy"])], 0
     for row in trained:
         budget += row["local-epochs"] * pooled
@@ -106,8 +108,6 @@ def _pooled_size(run: dict[str, Any]) -> int:
 
 
 def _model_bytes(task: Any, run: dict[str, Any]) -> int:
-    from colearn_fl.arrays import count_bytes, state_dict_to_arrays
-
     return count_bytes(state_dict_to_arrays(task.module_fn(dict(run)).state_dict()))
 
 

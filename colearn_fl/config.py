@@ -76,11 +76,13 @@ class RunConfig:
         Unknown keys are kept in ``extra`` so a user's own app can define its own keys.
         """
         known = {f.name.replace("_", "-"): f for f in dataclasses.fields(cls) if f.name != "extra"}
+        defaults = cls()  # each field's type is its default's (validated only below)
         values: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         for key, value in raw.items():
             if key in known:
-                values[known[key].name] = _coerce(key, value, type(getattr(cls(), known[key].name)))
+                name = known[key].name
+                values[name] = _coerce(key, value, type(getattr(defaults, name)))
             else:
                 extra[key] = value
         config = cls(**values, extra=extra)
