@@ -138,6 +138,7 @@ def _trainer(
         max_epochs=max(epochs, 1),
         accelerator="auto",
         devices=1,
+        precision=run.precision,
         callbacks=callbacks,
         logger=logger,
         enable_checkpointing=False,

@@ -11,7 +11,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from colearn_fl.errors import ConfigError
 from colearn_fl.transport import TRANSPORT_DTYPES
@@ -31,7 +31,11 @@ DATA_DIR = "data-dir"
 PARTITION_ID = "partition-id"
 NUM_PARTITIONS = "num-partitions"
 
+T = TypeVar("T")
+
 PARTITIONINGS = ("iid", "dirichlet")
+# Lightning Trainer precisions a site may train in (``precision`` key).
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class RunConfig:
     seed: int = 0
     max_samples: int = 0  # 0 = all; else cap on each split's size, for quick runs
     num_workers: int = 0  # DataLoader workers per site
+    precision: str = "32-true"  # Lightning Trainer precision at the sites, e.g. bf16-mixed
     output_dir: str = "outputs"
     run_name: str = ""  # "" = run-<flower run id>
     resume: bool = False  # continue the run in output-dir/run-name from its checkpoint
@@ -96,6 +101,7 @@ class RunConfig:
                         self.epochs_step)
         _one_of("partitioning", self.partitioning, PARTITIONINGS)
         _one_of("transport-dtype", self.transport_dtype, TRANSPORT_DTYPES)
+        _one_of("precision", self.precision, PRECISIONS)
         _positive("num-server-rounds", self.num_server_rounds)
         _positive("batch-size", self.batch_size)
         _positive("dirichlet-alpha", self.dirichlet_alpha)
@@ -127,6 +133,31 @@ class RunConfig:
                               f"'{self.transport_dtype}': Flower's clipping mod reads only "
                               "NumPy arrays, and 16-bit arrays travel as raw words; use "
                               "transport-dtype='float32' with DP.")
+
+
+def parse_section(cls: type[T], raw: Mapping[str, Any]) -> T:
+    """Parse a task's own keys (a frozen dataclass, kebab-case on the wire) out of a run config.
+
+    Keys of ``raw`` that are not fields of ``cls`` are ignored; each field's type is its
+    default's; ``cls.validate()`` runs when the class has one.
+    """
+    defaults = cls()
+    values = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        key = f.name.replace("_", "-")
+        if key in raw:
+            values[f.name] = _coerce(key, raw[key], type(getattr(defaults, f.name)))
+    section = cls(**values)
+    validate = getattr(section, "validate", None)
+    if callable(validate):
+        validate()
+    return section
+
+
+def section_defaults(cls: type) -> dict[str, Any]:
+    """The kebab-case keys of a config dataclass and their defaults (for pyproject checks)."""
+    return {f.name.replace("_", "-"): getattr(cls(), f.name) for f in dataclasses.fields(cls)
+            if f.name != "extra"}
 
 
 def _coerce(key: str, value: Any, expected: type) -> Any:

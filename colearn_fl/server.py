@@ -128,12 +128,13 @@ def central_evaluator(
         log(WARNING, "[colearn] the server has no test data: central evaluation is skipped "
             "(only the sites' federated metrics are recorded)")
         return None
+    precision = RunConfig.from_dict(raw).precision
     datamodule.prepare_data()
     datamodule.setup("test")
     loader = datamodule.test_dataloader()
 
     def evaluate(module: pl.LightningModule) -> dict[str, float]:
-        trainer = pl.Trainer(accelerator="auto", devices=1, logger=False,
+        trainer = pl.Trainer(accelerator="auto", devices=1, logger=False, precision=precision,
                              enable_checkpointing=False, enable_progress_bar=False,
                              enable_model_summary=False)
         results = trainer.test(module, dataloaders=loader, verbose=False)

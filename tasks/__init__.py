@@ -35,6 +35,10 @@ class Task:
         Names of the metrics the module logs in ``validation_step`` / ``test_step``.
     models : Callable[[], list[str]]
         Lists the model names the ``model`` key accepts.
+    config : type | None
+        Frozen dataclass of the task's own run-config keys (parsed with
+        ``colearn_fl.config.parse_section``); their defaults are in pyproject too
+        (default: None).
     """
 
     name: str
@@ -43,6 +47,7 @@ class Task:
     central_datamodule_fn: Callable[[Mapping[str, Any]], pl.LightningDataModule | None]
     metrics: tuple[str, ...]
     models: Callable[[], list[str]]
+    config: type | None = None
 
 
 _TASKS: dict[str, Task] = {}
@@ -73,4 +78,7 @@ def get_task(name: str) -> Task:
 
 
 # Importing a task module registers it.
-from tasks import image  # noqa: E402,F401
+from tasks import image  # noqa: E402,F401  (image task)
+# toxic task
+# speech task
+# audioset task

@@ -25,23 +25,24 @@ from flwr.app import Context
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy
 
-from colearn_fl.config import DATA_DIR, NUM_PARTITIONS, PARTITION_ID, RunConfig
-from colearn_fl.errors import ConfigError
-from colearn_fl.partition import (
-    PARTITIONINGS,
-    check_num_partitions,
-    check_partition_id,
-    iid_partition,
-    partition_indices,
-)
+from colearn_fl.config import RunConfig
 from tasks import Task, register_task
+from tasks.common import (
+    HOLD_OUT_FRACTION,
+    cap_indices,
+    check_data_args,
+    hold_out_indices,
+    make_loader,
+    partition_rows,
+    site_source,
+    validation_rows,
+)
 from tasks.fashion_mnist import DEFAULT_DATA_DIR, load_fashion_mnist, split_available
 from tasks.image_models import DEFAULT_MODEL, get_model, list_models
 
 # Fashion-MNIST pixel mean and std (of x / 255 over the training split).
 PIXEL_MEAN = 0.2860
 PIXEL_STD = 0.3530
-HOLD_OUT_FRACTION = 0.1  # validation share of a site's training files when it has no test files
 IN_CHANNELS = 1
 NUM_CLASSES = 10
 
@@ -157,7 +158,7 @@ class ImageDataModule(pl.LightningDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        _check_data_args(batch_size, partition_id, num_partitions, partitioning, max_samples)
+        check_data_args(batch_size, partition_id, num_partitions, partitioning, max_samples)
         self.data_dir = data_dir
         self.batch_size = batch_size
         self.partition_id = partition_id
@@ -187,30 +188,29 @@ class ImageDataModule(pl.LightningDataModule):
         has_test = split_available(self.data_dir, "test")
         train = None
         if need_train or not has_test:
-            train = _subset_cap(load_fashion_mnist(self.data_dir, "train"), self.max_samples,
-                                self.seed)
+            train = _cap(load_fashion_mnist(self.data_dir, "train"), self.max_samples, self.seed)
         if has_test:
-            test = _subset_cap(load_fashion_mnist(self.data_dir, "test"), self.max_samples,
-                               self.seed)
+            test = _cap(load_fashion_mnist(self.data_dir, "test"), self.max_samples, self.seed)
         else:
             assert train is not None  # loaded above when there are no test files
-            train, test = _hold_out(train, HOLD_OUT_FRACTION, self.seed)
+            rest, held = hold_out_indices(len(train[1]), HOLD_OUT_FRACTION, self.seed)
+            train, test = _take(train, rest), _take(train, held)
         return train, test
 
     def _my_train(self, train: Images | None) -> Images:
         assert train is not None  # _raw_splits(need_train=True) always loads it
-        if self.partition_id is None or self.num_partitions is None:
-            return train
-        parts = partition_indices(train[1].numpy(), self.num_partitions, self.partitioning,
-                                  self.dirichlet_alpha, self.seed)
-        return _take(train, parts[self.partition_id])
+        rows = partition_rows(train[1].numpy(), self._partition(), self.partitioning,
+                              self.dirichlet_alpha, self.seed)
+        return _take(train, rows)
 
     def _my_validation(self, test: TensorDataset) -> TensorDataset:
-        if self.partition_id is None or self.num_partitions is None:
-            return test
-        shard = iid_partition(len(test), self.num_partitions, self.seed)[self.partition_id]
-        index = torch.from_numpy(shard)
+        index = torch.from_numpy(validation_rows(len(test), self._partition(), self.seed))
         return TensorDataset(*(tensor[index] for tensor in test.tensors))
+
+    def _partition(self) -> tuple[int, int] | None:
+        if self.partition_id is None or self.num_partitions is None:
+            return None
+        return self.partition_id, self.num_partitions
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, "fit", shuffle=True)
@@ -223,59 +223,11 @@ class ImageDataModule(pl.LightningDataModule):
         return self._loader(self.test_set, "test", shuffle=False)
 
     def _loader(self, data: TensorDataset | None, stage: str, shuffle: bool) -> DataLoader:
-        if data is None:
-            raise RuntimeError(f"call setup({stage!r}) before asking for its dataloader")
-        return DataLoader(
-            data,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            # Shuffled by torch's global RNG, which the client seeds per (seed, round, site):
-            # every round sees a new order, and a rerun the same one.
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        return make_loader(data, stage, self.batch_size, shuffle, self.num_workers)
 
 
-def _check_data_args(
-    batch_size: int,
-    partition_id: int | None,
-    num_partitions: int | None,
-    partitioning: str,
-    max_samples: int,
-) -> None:
-    """Raise ``ConfigError`` naming the first bad ``ImageDataModule`` argument."""
-    if batch_size < 1:
-        raise ConfigError(f"batch-size={batch_size}: must be >= 1.")
-    if max_samples < 0:
-        raise ConfigError(f"max-samples={max_samples}: must be >= 0 (0 means all).")
-    if partitioning not in PARTITIONINGS:
-        raise ConfigError(
-            f"partitioning={partitioning!r} is not known; use one of: {', '.join(PARTITIONINGS)}."
-        )
-    if partition_id is not None:
-        if num_partitions is None:
-            raise ConfigError(
-                f"partition-id={partition_id} was given without num-partitions; the node config "
-                "needs both (simulation sets them) or neither (a site with its own data-dir)."
-            )
-        check_partition_id(partition_id, num_partitions)
-    elif num_partitions is not None:
-        check_num_partitions(num_partitions)
-
-
-def _subset_cap(data: Images, max_samples: int, seed: int) -> Images:
-    """A seeded random subset of ``max_samples`` samples (all when 0 or more than there are)."""
-    if max_samples == 0 or max_samples >= len(data[1]):
-        return data
-    keep = np.sort(np.random.default_rng(seed).permutation(len(data[1]))[:max_samples])
-    return _take(data, keep)
-
-
-def _hold_out(data: Images, fraction: float, seed: int) -> tuple[Images, Images]:
-    """Seeded split into (rest, hold-out) with ``fraction`` (at least one sample) held out."""
-    order = np.random.default_rng(seed).permutation(len(data[1]))
-    size = max(1, round(fraction * len(order)))
-    return _take(data, np.sort(order[size:])), _take(data, np.sort(order[:size]))
+def _cap(data: Images, max_samples: int, seed: int) -> Images:
+    return _take(data, cap_indices(len(data[1]), max_samples, seed))
 
 
 def _take(data: Images, index: np.ndarray) -> Images:
@@ -313,25 +265,9 @@ def _datamodule(config: RunConfig, data_dir: str, partition: tuple[int, int] | N
 
 def datamodule_fn(context: Context) -> ImageDataModule:
     """A site's data: its node-config ``data-dir`` (all of it) or its simulation partition."""
-    config = RunConfig.from_dict(context.run_config)
-    node = context.node_config
-    own_dir = node.get(DATA_DIR, "")
-    if own_dir:
-        return _datamodule(config, str(own_dir), None)
-    partition = None
-    if PARTITION_ID in node or NUM_PARTITIONS in node:
-        partition = (_node_int(node, PARTITION_ID), _node_int(node, NUM_PARTITIONS))
-    return _datamodule(config, config.data_dir or DEFAULT_DATA_DIR, partition)
-
-
-def _node_int(node: Mapping[str, Any], key: str) -> int:
-    value = node.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-        raise ConfigError(
-            f"node config {key}={value!r}: expected an int; simulation sets partition-id and "
-            "num-partitions together, a deployment site sets data-dir instead."
-        )
-    return int(value)
+    source = site_source(context, DEFAULT_DATA_DIR)
+    return _datamodule(RunConfig.from_dict(context.run_config), source.data_dir,
+                       source.partition)
 
 
 def central_datamodule_fn(run_config: Mapping[str, Any]) -> ImageDataModule | None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from colearn_fl.config import RunConfig
+from colearn_fl.config import RunConfig, section_defaults
 from colearn_fl.errors import ConfigError
+from tasks import get_task, list_tasks
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
@@ -17,9 +17,14 @@ PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 def test_pyproject_defaults_equal_runconfig_defaults() -> None:
     # Prepare
     declared = tomllib.loads(PYPROJECT.read_text())["tool"]["flwr"]["app"]["config"]
-    # Execute
-    defaults = {f.name.replace("_", "-"): f.default for f in dataclasses.fields(RunConfig)
-                if f.name != "extra"}
+    # Execute: the common keys and every registered task's own keys
+    defaults = section_defaults(RunConfig)
+    for name in list_tasks():
+        section = get_task(name).config
+        if section is not None:
+            overlap = set(defaults) & set(section_defaults(section))
+            assert not overlap, f"task {name} redefines {overlap}"
+            defaults.update(section_defaults(section))
     # Assert: one source of truth for users of flwr run and of simulate()
     assert declared == defaults
 
@@ -39,6 +44,7 @@ def test_parses_kebab_case_and_keeps_unknown_keys() -> None:
         ({"epochs-initial": 0}, "epochs-initial=0"),
         ({"partitioning": "shards"}, "partitioning='shards' is not known; use one of: iid"),
         ({"num-server-rounds": 0}, "num-server-rounds=0"),
+        ({"precision": "8-true"}, "precision='8-true' is not known; use one of: 32-true"),
         ({"batch-size": "64"}, "batch-size='64': expected an integer"),
         ({"resume": "yes"}, "resume='yes': expected true or false"),
         ({"fraction-train": 1.5}, r"fraction-train=1.5: must be in \[0, 1\]"),
