@@ -1,5 +1,9 @@
 """Image classification models, by name (the ``model`` run-config key of the ``image`` task).
 
+This module holds the registry and the small CNNs for quick runs; ``tasks.image_zoo`` registers
+the paper's models (VGG-19-BN, ResNet-152, DenseNet-40, Inception-V4, Inception-ResNet-V2,
+ResNet-V2-101) when it is imported (``tasks.image`` imports it).
+
 A torchvision/timm-style registry: ``register_model`` refuses duplicates, ``list_models`` is
 sorted and ``get_model`` lists the valid names when asked for an unknown one.
 """
@@ -12,14 +16,14 @@ from torch import nn
 
 from colearn_fl.errors import ConfigError
 
-ModelBuilder = Callable[[int, int], nn.Module]
+ModelBuilder = Callable[[int, int, int], nn.Module]
 DEFAULT_MODEL = "small-cnn"
 
 _MODELS: dict[str, ModelBuilder] = {}
 
 
 def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Decorator registering ``builder(in_channels, num_classes) -> nn.Module`` as ``name``."""
+    """Decorator registering ``builder(in_channels, num_classes, image_size)`` as ``name``."""
 
     def decorate(builder: ModelBuilder) -> ModelBuilder:
         if name in _MODELS:
@@ -35,7 +39,7 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def get_model(name: str, in_channels: int, num_classes: int) -> nn.Module:
+def get_model(name: str, in_channels: int, num_classes: int, image_size: int = 32) -> nn.Module:
     """Build the model registered as ``name``.
 
     Parameters
@@ -46,6 +50,9 @@ def get_model(name: str, in_channels: int, num_classes: int) -> nn.Module:
         Channels of the input images (1 for Fashion-MNIST).
     num_classes : int
         Number of output logits.
+    image_size : int
+        Side length of the input images; models pick their small-image (CIFAR) or ImageNet
+        variant from it (default: 32).
 
     Returns
     -------
@@ -59,7 +66,7 @@ def get_model(name: str, in_channels: int, num_classes: int) -> nn.Module:
             f"model={name!r} is not an image model; use one of: {', '.join(list_models())} "
             f"(or model='' for {DEFAULT_MODEL}), e.g. --run-config \"model='{DEFAULT_MODEL}'\"."
         ) from None
-    return builder(in_channels, num_classes)
+    return builder(in_channels, num_classes, image_size)
 
 
 def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -87,7 +94,7 @@ def _cnn(in_channels: int, num_classes: int, widths: tuple[int, int], hidden: in
 
 
 @register_model(DEFAULT_MODEL)
-def small_cnn(in_channels: int, num_classes: int) -> nn.Module:
+def small_cnn(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     """32 and 64 channels, 128 hidden units (~0.42 M parameters).
 
     One epoch over 15,000 28x28 images takes about 7 s on 2 CPU cores (batch size 64).
@@ -96,6 +103,6 @@ def small_cnn(in_channels: int, num_classes: int) -> nn.Module:
 
 
 @register_model("tiny-cnn")
-def tiny_cnn(in_channels: int, num_classes: int) -> nn.Module:
+def tiny_cnn(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     """16 and 32 channels, 64 hidden units (~0.1 M parameters; about twice as fast)."""
     return _cnn(in_channels, num_classes, (16, 32), 64)

@@ -186,8 +186,10 @@ def test_tiny_trainer_fits_and_validates(tmp_path: Path) -> None:
     (tested,) = trainer.test(model, datamodule=data, verbose=False)
 
     # Assert
+    expected = {"loss", "accuracy", "top5-accuracy"}  # 10 classes: top-5 too
     assert {"train-loss", "loss", "accuracy"} <= set(fitted)
-    assert set(validated) == {"loss", "accuracy"} and set(tested) == {"loss", "accuracy"}
+    assert set(validated) == expected and set(tested) == expected
+    assert validated["top5-accuracy"] >= validated["accuracy"]
     assert 0.0 <= validated["accuracy"] <= 1.0 and validated["loss"] > 0.0
 
 
@@ -211,7 +213,7 @@ def test_datamodule_fn_simulation_partition(tmp_path: Path) -> None:
     data = datamodule_fn(context)
 
     # Assert
-    assert (data.partition_id, data.num_partitions) == (1, 2)
+    assert data.partition == (1, 2)
     assert (data.partitioning, data.dirichlet_alpha, data.seed) == ("dirichlet", 1.0, 5)
     assert data.batch_size == 32 and data.data_dir == str(tmp_path)
 
@@ -219,14 +221,15 @@ def test_datamodule_fn_simulation_partition(tmp_path: Path) -> None:
 def test_datamodule_fn_node_data_dir_wins(tmp_path: Path) -> None:
     # Prepare
     own = str(_write_data(tmp_path / "site"))
-    context = _context({"data-dir": "/elsewhere"},
+    elsewhere = str(_write_data(tmp_path / "elsewhere"))
+    context = _context({"data-dir": elsewhere},
                        {"data-dir": own, "partition-id": 0, "num-partitions": 2})
 
     # Execute
     data = datamodule_fn(context)
 
     # Assert: a deployment site uses all of its own files.
-    assert data.data_dir == own and data.partition_id is None
+    assert data.data_dir == own and data.partition is None
 
 
 def test_datamodule_fn_rejects_a_non_integer_partition_id() -> None:
@@ -250,5 +253,5 @@ def test_central_datamodule_is_the_whole_test_split_or_none(tmp_path: Path) -> N
 
     # Assert
     assert absent is None
-    assert central.partition_id is None and len(central.test_set) == NUM_TEST
+    assert central.partition is None and len(central.test_set) == NUM_TEST
     assert central.train_set is None  # the server does not load the training split

@@ -1,0 +1,224 @@
+"""In-memory image data sets (Fashion-MNIST, CIFAR-10) for one site, as a LightningDataModule.
+
+Data per site:
+
+- simulation (a partition): every site reads the full data set from the run config's
+  ``data-dir`` and keeps its partition of the training split (``partitioning``: ``iid`` or
+  ``dirichlet``); it validates on its IID shard of the test split.
+- deployment (node config ``data-dir``): the site uses all of its own files. A site whose
+  directory has no test files validates on a seeded 10% hold-out of its training files, which
+  is then removed from its training data.
+- the server (``central_datamodule_fn``) evaluates on the whole test split.
+
+Fashion-MNIST is normalised once into float tensors (no augmentation). CIFAR-10 stays uint8 in
+memory and each training image gets the usual augmentation when it is drawn: a random 32x32
+crop of the image zero-padded by 4 pixels, and a horizontal flip with probability 1/2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from tasks import cifar10, fashion_mnist
+from tasks.common import (
+    HOLD_OUT_FRACTION,
+    cap_indices,
+    check_data_args,
+    hold_out_indices,
+    make_loader,
+    partition_rows,
+    validation_rows,
+)
+
+Images = tuple[torch.Tensor, torch.Tensor]  # uint8 [N, C, H, W], int64 [N]
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """An image data set that fits in memory: its shape, statistics and reader."""
+
+    name: str
+    channels: int
+    size: int
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: bool  # random crop (4-pixel padding) + horizontal flip when training
+    default_dir: str
+    load: Callable[[str, str], Images]
+    has_split: Callable[[str, str], bool]
+
+
+def _load_fashion_mnist(data_dir: str, split: str) -> Images:
+    images, labels = fashion_mnist.load_fashion_mnist(data_dir, split)  # type: ignore[arg-type]
+    return images.unsqueeze(1), labels
+
+
+IMAGE_SETS: dict[str, ImageSet] = {
+    "fashion-mnist": ImageSet(
+        "fashion-mnist", 1, 28, 10, (0.2860,), (0.3530,), False,
+        fashion_mnist.DEFAULT_DATA_DIR, _load_fashion_mnist,
+        fashion_mnist.split_available),  # type: ignore[arg-type]
+    "cifar10": ImageSet(
+        "cifar10", 3, 32, 10, cifar10.MEAN, cifar10.STD, True, "",
+        cifar10.load_cifar10,  # type: ignore[arg-type]
+        lambda data_dir, split: bool(cifar10.split_files(data_dir, split))),  # type: ignore
+}
+
+
+class AugmentedImages(Dataset):
+    """uint8 images, padded-random-cropped, flipped and normalised as each one is drawn.
+
+    Draws from torch's global RNG (seeded per round and site by the client).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor,
+                 std: torch.Tensor, padding: int = 4) -> None:
+        self.images, self.labels = images, labels
+        self.mean, self.std, self.padding = mean, std, padding
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.images[index].float().div_(255.0).sub_(self.mean).div_(self.std)
+        pad = self.padding
+        height, width = image.shape[-2:]
+        padded = F.pad(image, (pad, pad, pad, pad))  # zero = the mean after normalising
+        top, left = torch.randint(0, 2 * pad + 1, (2,)).tolist()
+        image = padded[:, top:top + height, left:left + width]
+        if torch.rand(()) < 0.5:
+            image = image.flip(-1)
+        return image, self.labels[index]
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """One site's in-memory image data (a simulation partition or its own files).
+
+    Parameters
+    ----------
+    data_dir : str
+        Directory with the data set's files.
+    batch_size : int
+        Batch size of every loader.
+    partition_id : int | None
+        This site's simulation partition; ``None`` = use all the files (default: None).
+    num_partitions : int | None
+        Number of simulation partitions; required with ``partition_id`` (default: None).
+    partitioning : {'iid', 'dirichlet'}
+        How the training split is divided (default: ``'iid'``).
+    dirichlet_alpha : float
+        Concentration for ``dirichlet`` (default: 0.5).
+    seed : int
+        Seed of the subsets, partitions, hold-out and shuffling (default: 0).
+    max_samples : int
+        Cap on each split's size, applied before partitioning; 0 = all (default: 0).
+    num_workers : int
+        DataLoader worker processes (default: 0).
+    dataset : str
+        Key of ``IMAGE_SETS`` (default: ``'fashion-mnist'``).
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        batch_size: int,
+        partition_id: int | None = None,
+        num_partitions: int | None = None,
+        partitioning: str = "iid",
+        dirichlet_alpha: float = 0.5,
+        seed: int = 0,
+        max_samples: int = 0,
+        num_workers: int = 0,
+        dataset: str = "fashion-mnist",
+    ) -> None:
+        super().__init__()
+        check_data_args(batch_size, partition_id, num_partitions, partitioning, max_samples)
+        self.data_dir = data_dir
+        self.batch_size = batch_size
+        self.partition = (None if partition_id is None or num_partitions is None
+                          else (partition_id, num_partitions))
+        self.partitioning = partitioning
+        self.dirichlet_alpha = dirichlet_alpha
+        self.seed = seed
+        self.max_samples = max_samples
+        self.num_workers = num_workers
+        self.images = IMAGE_SETS[dataset]
+        self.train_set: Dataset | None = None
+        self.val_set: TensorDataset | None = None
+        self.test_set: TensorDataset | None = None
+
+    def setup(self, stage: str) -> None:
+        """Load, cap, split and normalise once; later calls reuse the tensors."""
+        if stage in ("fit", "validate") and self.train_set is None:
+            train, test = self._raw_splits(need_train=True)
+            if self.test_set is None:
+                self.test_set = self._normalise(test)
+            assert train is not None  # _raw_splits(need_train=True) always loads it
+            rows = partition_rows(train[1].numpy(), self.partition, self.partitioning,
+                                  self.dirichlet_alpha, self.seed)
+            self.train_set = self._training(_take(train, rows))
+            index = torch.from_numpy(validation_rows(len(self.test_set), self.partition,
+                                                     self.seed))
+            self.val_set = TensorDataset(*(t[index] for t in self.test_set.tensors))
+        elif stage in ("test", "predict") and self.test_set is None:
+            self.test_set = self._normalise(self._raw_splits(need_train=False)[1])
+
+    def _raw_splits(self, need_train: bool) -> tuple[Images | None, Images]:
+        """(train, test) after the ``max-samples`` cap; test = hold-out if no test files."""
+        has_test = self.images.has_split(self.data_dir, "test")
+        train = None
+        if need_train or not has_test:
+            train = self._capped("train")
+        if has_test:
+            test = self._capped("test")
+        else:
+            assert train is not None  # loaded above when there are no test files
+            rest, held = hold_out_indices(len(train[1]), HOLD_OUT_FRACTION, self.seed)
+            train, test = _take(train, rest), _take(train, held)
+        return train, test
+
+    def _capped(self, split: str) -> Images:
+        data = self.images.load(self.data_dir, split)
+        return _take(data, cap_indices(len(data[1]), self.max_samples, self.seed))
+
+    def _stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (-1, 1, 1)
+        return (torch.tensor(self.images.mean).view(shape),
+                torch.tensor(self.images.std).view(shape))
+
+    def _normalise(self, data: Images) -> TensorDataset:
+        """uint8 ``[N, C, H, W]`` -> float standardised per channel, once for the split."""
+        mean, std = self._stats()
+        return TensorDataset((data[0].float() / 255.0 - mean) / std, data[1])
+
+    def _training(self, data: Images) -> Dataset:
+        if not self.images.augment:
+            return self._normalise(data)
+        return AugmentedImages(data[0], data[1], *self._stats())
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, "fit", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, "validate", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """The whole test split (the server's central evaluation)."""
+        return self._loader(self.test_set, "test", shuffle=False)
+
+    def _loader(self, data: Dataset | None, stage: str, shuffle: bool) -> DataLoader:
+        return make_loader(data, stage, self.batch_size, shuffle, self.num_workers,
+                           pin_memory=torch.cuda.is_available())
+
+
+def _take(data: Images, index: np.ndarray) -> Images:
+    rows = torch.from_numpy(np.asarray(index, dtype=np.int64))
+    return data[0][rows], data[1][rows]

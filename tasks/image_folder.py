@@ -1,0 +1,165 @@
+"""ImageNet-style class folders (torchvision ``ImageFolder``) for one site.
+
+Layout: ``<data-dir>/train/<class>/<image>`` and ``<data-dir>/val/<class>/<image>``, one folder
+per class with the same class folders in both (ImageNet's validation images as distributed
+lie in one flat folder: sort them into class folders first, e.g. with the widely used
+``valprep.sh``). Any image format PIL reads works; grey or RGBA images are converted to RGB.
+
+Training images get the usual ImageNet augmentation (random-resized crop to ``image-size``,
+horizontal flip); evaluation images are resized to ``image-size * 256 / 224`` and centre
+cropped. Both are normalised with ImageNet's channel statistics. A site without ``val/``
+validates on a seeded 10% hold-out of ``train/`` (seen with the evaluation transform).
+Images are read from disk as they are drawn: use ``num-workers`` to decode in parallel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision import datasets, transforms
+
+from colearn_fl.errors import DataError
+from tasks.common import (
+    HOLD_OUT_FRACTION,
+    cap_indices,
+    check_data_args,
+    hold_out_indices,
+    make_loader,
+    partition_rows,
+    validation_rows,
+)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LAYOUT = ("<data-dir>/train/<class>/<image> and <data-dir>/val/<class>/<image> (val/ "
+          "optional at a site; the server needs it), one folder per class")
+
+
+def count_classes(data_dir: str | Path) -> int:
+    """Number of class folders in ``data_dir/train`` (0 when there is no such folder)."""
+    train = Path(data_dir) / "train"
+    return sum(1 for p in train.iterdir() if p.is_dir()) if train.is_dir() else 0
+
+
+def train_transform(image_size: int) -> transforms.Compose:
+    """Random-resized crop + horizontal flip + ImageNet normalisation."""
+    return transforms.Compose([
+        transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def eval_transform(image_size: int) -> transforms.Compose:
+    """Resize to ``image_size * 256 / 224``, centre crop, ImageNet normalisation."""
+    return transforms.Compose([
+        transforms.Resize(round(image_size * 256 / 224)), transforms.CenterCrop(image_size),
+        transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def open_folder(root: Path, transform: transforms.Compose) -> datasets.ImageFolder:
+    """``ImageFolder(root)``, or one ``DataError`` naming the expected layout."""
+    if not root.is_dir():
+        raise DataError(f"image folders: {root} does not exist; expected {LAYOUT}.")
+    try:
+        return datasets.ImageFolder(str(root), transform=transform)
+    except (FileNotFoundError, OSError) as error:
+        raise DataError(f"image folders: {root} holds no images in class folders ({error}); "
+                        f"expected {LAYOUT}.") from error
+
+
+class FolderDataModule(pl.LightningDataModule):
+    """One site's ImageNet-style folders (a simulation partition or its own folders).
+
+    Parameters
+    ----------
+    data_dir : str
+        Directory with ``train/`` and (optionally at a site) ``val/``.
+    batch_size : int
+        Batch size of every loader.
+    image_size : int
+        Side of the square crops the model sees (default: 224).
+    partition_id, num_partitions : int | None
+        This site's simulation partition, or ``None`` for all its files (default: None).
+    partitioning : {'iid', 'dirichlet'}
+        How the training images are divided (default: ``'iid'``).
+    dirichlet_alpha : float
+        Concentration for ``dirichlet`` (default: 0.5).
+    seed : int
+        Seed of the subsets, partitions and hold-out (default: 0).
+    max_samples : int
+        Cap on each split's size, before partitioning; 0 = all (default: 0).
+    num_workers : int
+        DataLoader processes decoding images (default: 0).
+    """
+
+    def __init__(self, data_dir: str, batch_size: int, image_size: int = 224,
+                 partition_id: int | None = None, num_partitions: int | None = None,
+                 partitioning: str = "iid", dirichlet_alpha: float = 0.5, seed: int = 0,
+                 max_samples: int = 0, num_workers: int = 0) -> None:
+        super().__init__()
+        check_data_args(batch_size, partition_id, num_partitions, partitioning, max_samples)
+        self.root = Path(data_dir)
+        self.batch_size, self.image_size = batch_size, image_size
+        self.partition = (None if partition_id is None or num_partitions is None
+                          else (partition_id, num_partitions))
+        self.partitioning, self.dirichlet_alpha = partitioning, dirichlet_alpha
+        self.seed, self.max_samples, self.num_workers = seed, max_samples, num_workers
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    def setup(self, stage: str) -> None:
+        """Index the folders once (no image is decoded here)."""
+        if stage in ("fit", "validate") and self.train_set is None:
+            self._setup_fit()
+        elif stage in ("test", "predict") and self.test_set is None:
+            self.test_set = self._capped(open_folder(self.root / "val",
+                                                     eval_transform(self.image_size)))
+
+    def _setup_fit(self) -> None:
+        train = open_folder(self.root / "train", train_transform(self.image_size))
+        rows = cap_indices(len(train), self.max_samples, self.seed)
+        if (self.root / "val").is_dir():
+            test = self._capped(open_folder(self.root / "val", eval_transform(self.image_size)))
+            _check_same_classes(train, test.dataset)  # type: ignore[attr-defined]
+        else:
+            rest, held = hold_out_indices(len(rows), HOLD_OUT_FRACTION, self.seed)
+            as_eval = datasets.ImageFolder(str(self.root / "train"),
+                                           transform=eval_transform(self.image_size))
+            test = Subset(as_eval, rows[held].tolist())
+            rows = rows[rest]
+        labels = np.asarray(train.targets)[rows]
+        mine = partition_rows(labels, self.partition, self.partitioning, self.dirichlet_alpha,
+                              self.seed)
+        self.train_set = Subset(train, rows[mine].tolist())
+        self.test_set = self.test_set or test
+        shard = validation_rows(len(test), self.partition, self.seed)
+        self.val_set = Subset(test, shard.tolist())
+
+    def _capped(self, folder: datasets.ImageFolder) -> Subset:
+        return Subset(folder, cap_indices(len(folder), self.max_samples, self.seed).tolist())
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, "fit", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, "validate", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """All of ``val/`` (the server's central evaluation)."""
+        return self._loader(self.test_set, "test", shuffle=False)
+
+    def _loader(self, data: Dataset | None, stage: str, shuffle: bool) -> DataLoader:
+        return make_loader(data, stage, self.batch_size, shuffle, self.num_workers,
+                           pin_memory=torch.cuda.is_available())
+
+
+def _check_same_classes(train: datasets.ImageFolder, val: datasets.ImageFolder) -> None:
+    if train.classes != val.classes:
+        only_train = sorted(set(train.classes) - set(val.classes))[:5]
+        only_val = sorted(set(val.classes) - set(train.classes))[:5]
+        raise DataError(f"image folders: train/ and val/ must hold the same class folders "
+                        f"(only in train/: {only_train}; only in val/: {only_val}).")
