@@ -37,3 +37,11 @@ def test_overhead_ratio_is_printed() -> None:
 def test_startup_time_is_printed() -> None:
     out = run("startup.py")
     assert re.search(r"cold [0-9.]+ s .* warm [0-9.]+ s", out)
+
+
+def test_model_zoo_table_is_printed() -> None:
+    out = run("model_zoo.py", "--smoke")
+    rows = dict(re.findall(r"\| ([a-z-]+) \| ([0-9.]+) \|", out))
+    # small-cnn: 0.42 M parameters (docs/results.md), tiny-cnn about a quarter of it
+    assert float(rows["small-cnn"]) == pytest.approx(0.42, abs=0.01)
+    assert float(rows["tiny-cnn"]) < float(rows["small-cnn"])
