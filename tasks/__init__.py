@@ -81,4 +81,4 @@ def get_task(name: str) -> Task:
 from tasks import image  # noqa: E402,F401  (image task)
 # toxic task
 # speech task
-# audioset task
+from tasks import audioset  # noqa: E402,F401

@@ -1,0 +1,327 @@
+"""AudioSet embeddings in Kong et al.'s packed HDF5 form, read lazily by row.
+
+Layout of ``data-dir`` (the ``packed_features`` folder of qiuqiangkong/audioset_classification):
+
+- ``bal_train.h5``, ``unbal_train.h5``: training clips (which are used: ``audioset-train``);
+- ``eval.h5``: the evaluation clips (optional at a deployment site).
+
+Each file holds ``x``: ``N x 10 x 128`` uint8 (one quantised 128-d embedding per second), ``y``:
+``N x 527`` bool (multi-hot labels) and ``video_id_list`` (not used). Rows are never loaded
+whole: a ``PackedRows`` data set keeps (file, row) indices and reads each batch's rows with one
+sorted HDF5 selection per file, through a file handle opened in the process that reads.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from colearn_fl.errors import ConfigError, DataError
+from tasks.common import (
+    HOLD_OUT_FRACTION,
+    cap_indices,
+    check_data_args,
+    hold_out_indices,
+    make_loader,
+    partition_rows,
+    validation_rows,
+)
+
+DEFAULT_DATA_DIR = "/usr/share/datasets/audioset/packed_features"
+TIME_STEPS, EMBEDDING_DIM, NUM_CLASSES = 10, 128, 527
+TRAIN_FILES: dict[str, tuple[str, ...]] = {
+    "bal_train": ("bal_train.h5",),
+    "unbal_train": ("unbal_train.h5",),
+    "both": ("bal_train.h5", "unbal_train.h5"),
+}
+EVAL_FILE = "eval.h5"
+LABEL_CHUNK = 65_536  # rows of ``y`` read at a time when finding each row's first label
+HOW_TO_GET = (
+    "Fix: download Kong et al.'s packed embeddings (the packed_features folder linked from "
+    "github.com/qiuqiangkong/audioset_classification) or pack Google's AudioSet embeddings "
+    "(features.tar.gz, research.google.com/audioset/download.html) as in "
+    "docs/tasks/audioset.md, and set data-dir to the folder holding bal_train.h5, "
+    "unbal_train.h5 and eval.h5."
+)
+
+
+def dequantize(x: torch.Tensor) -> torch.Tensor:
+    """uint8 embeddings -> float32 ``(x - 128) / 128`` in [-1, 1).
+
+    The convention of Kong et al.'s code (``uint8_to_float32`` in ``utils/utilities.py`` of
+    qiuqiangkong/audioset_classification), used by the attention papers' results.
+    """
+    return (x.float() - 128.0) / 128.0
+
+
+def eval_available(data_dir: str | Path) -> bool:
+    """Whether ``data-dir`` has the evaluation file."""
+    return (Path(data_dir) / EVAL_FILE).is_file()
+
+
+def require_files(data_dir: str | Path, names: Sequence[str], what: str) -> list[Path]:
+    """The paths of ``names`` in ``data_dir``; one ``DataError`` listing every missing one."""
+    paths = [Path(data_dir) / name for name in names]
+    missing = [path.name for path in paths if not path.is_file()]
+    if missing:
+        raise DataError(f"AudioSet files missing in data-dir {data_dir}: {', '.join(missing)} "
+                        f"(needed for {what}). {HOW_TO_GET}")
+    return paths
+
+
+def packed_length(path: str | Path) -> int:
+    """Number of clips in a packed file, after checking its datasets' shapes and dtypes.
+
+    Raises
+    ------
+    DataError
+        When the file is not HDF5, lacks ``x`` or ``y``, or they have the wrong shape,
+        dtype or differing lengths; the message names the file, the dataset and what was
+        expected.
+    """
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise DataError(f"{path} is not a readable HDF5 file ({error}). {HOW_TO_GET}") from error
+    with handle:
+        x = _dataset(handle, path, "x", (TIME_STEPS, EMBEDDING_DIM), ("uint8",))
+        y = _dataset(handle, path, "y", (NUM_CLASSES,), ("bool", "uint8"))
+        if x.shape[0] != y.shape[0]:
+            raise DataError(f"{path}: dataset 'x' has {x.shape[0]} rows but 'y' has "
+                            f"{y.shape[0]}; the file is damaged or mixes two packings. "
+                            "Pack it again.")
+        return int(x.shape[0])
+
+
+def _dataset(handle: h5py.File, path: str | Path, name: str, row_shape: tuple[int, ...],
+             dtypes: tuple[str, ...]) -> h5py.Dataset:
+    expected = " x ".join(["N", *map(str, row_shape)]) + f" {' or '.join(dtypes)}"
+    data = handle.get(name)
+    if not isinstance(data, h5py.Dataset):
+        raise DataError(f"{path} has no dataset {name!r} (expected {expected}); it is not "
+                        f"a packed AudioSet file. {HOW_TO_GET}")
+    if tuple(data.shape[1:]) != row_shape or data.ndim != len(row_shape) + 1 \
+            or data.dtype.name not in dtypes:
+        raise DataError(f"{path}: dataset {name!r} is {' x '.join(map(str, data.shape))} "
+                        f"{data.dtype}, expected {expected}. Pack the file again "
+                        "(docs/tasks/audioset.md).")
+    return data
+
+
+def first_labels(path: str | Path) -> np.ndarray:
+    """Each clip's first positive class (-1 for none): its class for ``dirichlet`` splits."""
+    stat = Path(path).stat()
+    return _first_labels_once(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+# A ClientApp process serves every round: reading unbal_train's 2M x 527 labels again each
+# round would dominate it. Keyed by the file's identity, bounded, and read-only.
+@functools.lru_cache(maxsize=4)
+def _first_labels_once(path: str, size: int, mtime_ns: int) -> np.ndarray:
+    with h5py.File(path, "r") as handle:
+        y = handle["y"]
+        chunks = []
+        for start in range(0, y.shape[0], LABEL_CHUNK):
+            block = np.asarray(y[start:start + LABEL_CHUNK], dtype=bool)
+            chunks.append(np.where(block.any(axis=1), block.argmax(axis=1), -1))
+    labels = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
+    labels.setflags(write=False)
+    return labels
+
+
+@dataclass(frozen=True)
+class RowSet:
+    """Rows of one or more packed files, concatenated in file order.
+
+    Parameters
+    ----------
+    paths : tuple[str, ...]
+        The files.
+    rows : tuple[np.ndarray, ...]
+        Per file, the sorted row indices used.
+    """
+
+    paths: tuple[str, ...]
+    rows: tuple[np.ndarray, ...]
+
+    @classmethod
+    def whole(cls, paths: Sequence[str | Path]) -> RowSet:
+        """Every row of ``paths`` (each checked with ``packed_length``)."""
+        return cls(tuple(str(p) for p in paths),
+                   tuple(np.arange(packed_length(p)) for p in paths))
+
+    def __len__(self) -> int:
+        return int(sum(len(r) for r in self.rows))
+
+    def take(self, positions: np.ndarray) -> RowSet:
+        """The rows at sorted ``positions`` of the concatenation."""
+        positions = np.asarray(positions, dtype=np.int64)
+        offsets = np.cumsum([0, *(len(r) for r in self.rows)])
+        parts = []
+        for k, rows in enumerate(self.rows):
+            mine = positions[(positions >= offsets[k]) & (positions < offsets[k + 1])]
+            parts.append(rows[mine - offsets[k]])
+        return RowSet(self.paths, tuple(parts))
+
+    def first_labels(self) -> np.ndarray:
+        """Each row's first positive class (-1 for none), in concatenation order."""
+        return np.concatenate([first_labels(p)[r] for p, r in zip(self.paths, self.rows,
+                                                                   strict=True)])
+
+
+class PackedRows(Dataset):
+    """A ``RowSet`` as a data set of ``(x [10, 128] float32, y [527] float32)`` clips.
+
+    ``__getitems__`` (used by the DataLoader for whole batches) reads each file's rows of a
+    batch in one sorted selection. HDF5 handles are opened lazily in the reading process (a
+    DataLoader worker opens its own) and are never pickled.
+    """
+
+    def __init__(self, rows: RowSet) -> None:
+        self.row_set = rows
+        self._offsets = np.cumsum([0, *(len(r) for r in rows.rows)])
+        self._files: dict[int, h5py.File] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        index = np.asarray(indices, dtype=np.int64)
+        if index.size and (index.min() < 0 or index.max() >= len(self)):
+            raise IndexError(f"clip index out of range for {len(self)} clips")
+        part = np.searchsorted(self._offsets, index, side="right") - 1
+        x = np.empty((len(index), TIME_STEPS, EMBEDDING_DIM), dtype=np.uint8)
+        y = np.empty((len(index), NUM_CLASSES), dtype=np.float32)
+        for k in np.unique(part):
+            where = np.flatnonzero(part == k)
+            file_rows = self.row_set.rows[k][index[where] - self._offsets[k]]
+            unique, inverse = np.unique(file_rows, return_inverse=True)  # HDF5 wants sorted
+            handle = self._file(int(k))
+            x[where] = handle["x"][unique][inverse]
+            y[where] = handle["y"][unique][inverse]
+        clips, labels = dequantize(torch.from_numpy(x)), torch.from_numpy(y)
+        return list(zip(clips, labels, strict=True))
+
+    def _file(self, k: int) -> h5py.File:
+        if self._pid != os.getpid():  # a forked worker must not share its parent's handles
+            self._files, self._pid = {}, os.getpid()
+        if k not in self._files:
+            self._files[k] = h5py.File(self.row_set.paths[k], "r")
+        return self._files[k]
+
+    def close(self) -> None:
+        """Close the open HDF5 handles (they reopen on the next read)."""
+        for handle in self._files.values():
+            handle.close()
+        self._files = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_files"] = {}
+        return state
+
+
+class AudioSetDataModule(pl.LightningDataModule):
+    """One site's AudioSet clips (a simulation partition or its own files), read lazily.
+
+    Parameters
+    ----------
+    data_dir : str
+        Folder with the packed files (see the module docstring).
+    batch_size : int
+        Batch size of every loader.
+    train_set : {'bal_train', 'unbal_train', 'both'}
+        Which training files are used (default: ``'bal_train'``).
+    partition_id : int | None
+        This site's simulation partition; ``None`` = use all the files (default: None).
+    num_partitions : int | None
+        Number of simulation partitions; required with ``partition_id`` (default: None).
+    partitioning : {'iid', 'dirichlet'}
+        How the training rows are divided; ``dirichlet`` skews by each clip's first positive
+        class (default: ``'iid'``).
+    dirichlet_alpha : float
+        Concentration for ``dirichlet`` (default: 0.5).
+    seed : int
+        Seed of the subsets, partitions and hold-out (default: 0).
+    max_samples : int
+        Cap on each split's size, applied before partitioning; 0 = all (default: 0).
+    num_workers : int
+        DataLoader worker processes (default: 0).
+    """
+
+    def __init__(self, data_dir: str, batch_size: int, train_set: str = "bal_train",
+                 partition_id: int | None = None, num_partitions: int | None = None,
+                 partitioning: str = "iid", dirichlet_alpha: float = 0.5, seed: int = 0,
+                 max_samples: int = 0, num_workers: int = 0) -> None:
+        super().__init__()
+        check_data_args(batch_size, partition_id, num_partitions, partitioning, max_samples)
+        if train_set not in TRAIN_FILES:
+            raise ConfigError(f"audioset-train={train_set!r} is not known; use one of: "
+                              f"{', '.join(TRAIN_FILES)}.")
+        self.data_dir, self.batch_size, self.train_split = data_dir, batch_size, train_set
+        self.partition = (None if partition_id is None or num_partitions is None
+                          else (partition_id, num_partitions))
+        self.partitioning, self.dirichlet_alpha = partitioning, dirichlet_alpha
+        self.seed, self.max_samples, self.num_workers = seed, max_samples, num_workers
+        self.train_set: PackedRows | None = None
+        self.val_set: PackedRows | None = None
+        self.test_set: PackedRows | None = None
+
+    def setup(self, stage: str) -> None:
+        """Check the files and choose this site's rows once; no clip is read here."""
+        if stage in ("fit", "validate") and self.train_set is None:
+            train, test = self._splits(need_train=True)
+            assert train is not None  # loaded when need_train
+            if self.test_set is None:
+                self.test_set = PackedRows(test)
+            labels = (train.first_labels() if self.partitioning == "dirichlet"
+                      else np.zeros(len(train), dtype=np.int64))
+            self.train_set = PackedRows(train.take(partition_rows(
+                labels, self.partition, self.partitioning, self.dirichlet_alpha, self.seed)))
+            self.val_set = PackedRows(test.take(validation_rows(len(test), self.partition,
+                                                                self.seed)))
+        elif stage in ("test", "predict") and self.test_set is None:
+            self.test_set = PackedRows(self._splits(need_train=False)[1])
+
+    def _splits(self, need_train: bool) -> tuple[RowSet | None, RowSet]:
+        """(train, test) after the ``max-samples`` cap; test = hold-out if no eval.h5."""
+        has_eval = eval_available(self.data_dir)
+        train = None
+        if need_train or not has_eval:
+            paths = require_files(self.data_dir, TRAIN_FILES[self.train_split],
+                                  f"audioset-train='{self.train_split}'")
+            train = self._cap(RowSet.whole(paths))
+        if has_eval:
+            test = self._cap(RowSet.whole([Path(self.data_dir) / EVAL_FILE]))
+        else:
+            assert train is not None  # loaded above when there is no eval file
+            rest, held = hold_out_indices(len(train), HOLD_OUT_FRACTION, self.seed)
+            train, test = train.take(rest), train.take(held)
+        return train, test
+
+    def _cap(self, rows: RowSet) -> RowSet:
+        return rows.take(cap_indices(len(rows), self.max_samples, self.seed))
+
+    def train_dataloader(self) -> DataLoader:
+        return make_loader(self.train_set, "fit", self.batch_size, True, self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return make_loader(self.val_set, "validate", self.batch_size, False, self.num_workers)
+
+    def test_dataloader(self) -> DataLoader:
+        """The whole (capped) eval split: the server's central evaluation."""
+        return make_loader(self.test_set, "test", self.batch_size, False, self.num_workers)
