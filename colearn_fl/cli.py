@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--name", default="", help="result folder name (default: the partitioning)")
     cmp.set_defaults(handler=_compare)
     _add_deploy(commands)
+    demo = commands.add_parser("speech-demo", help="SYNTHETIC Speech Commands folder (espeak-ng)")
+    demo.add_argument("--out", type=Path, required=True)
+    demo.add_argument("--per-word", type=int, default=100, help="speakers, so clips per word")
+    demo.set_defaults(handler=_speech_demo)
     return parser
 
 
@@ -114,6 +118,13 @@ def _compare(args: argparse.Namespace) -> int:
     compare(base, args.sites, methods, args.fedavg_lr, args.cpus_per_site, folder)
     print((folder / "comparison.md").read_text())
     print(f"table, csv and plot in {folder}")
+    return 0
+
+
+def _speech_demo(args: argparse.Namespace) -> int:
+    from tasks.speech_synth import synthesize_speech_commands
+
+    print(synthesize_speech_commands(args.out, args.per_word))
     return 0
 
 

@@ -80,5 +80,5 @@ def get_task(name: str) -> Task:
 # Importing a task module registers it.
 from tasks import image  # noqa: E402,F401  (image task)
 # toxic task
-# speech task
+from tasks import speech  # noqa: E402,F401
 from tasks import audioset  # noqa: E402,F401
