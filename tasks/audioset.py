@@ -16,6 +16,7 @@ Data per site (``tasks.audioset_data``):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ from tasks.audioset_models import DEFAULT_MODEL, get_model, list_models
 from tasks.common import site_source
 
 OPTIMIZERS = ("adam", "sgd")
+ADAM_LR_WARN = 0.01  # above this lr-max, Adam diverges or stalls on these embeddings
 Clips = tuple[torch.Tensor, torch.Tensor]  # float32 [B, 10, 128], float32 multi-hot [B, 527]
 
 
@@ -150,6 +152,11 @@ def module_fn(run_config: Mapping[str, Any]) -> AudioSetTagger:
     """The model named by ``model`` ('' = crnn-ma) with the ``audioset-*`` settings."""
     config = RunConfig.from_dict(run_config)
     task = parse_section(AudioSetConfig, run_config)
+    if task.audioset_optimizer == "adam" and config.lr_max > ADAM_LR_WARN:
+        warnings.warn(f"task='audioset' with audioset-optimizer='adam' and lr-max="
+                      f"{config.lr_max}: Adam does not learn at this LR (measured: mAP stays "
+                      "at the label prior); the Table 6 setting uses lr-max=0.001 "
+                      "lr-min=0.00001 (docs/tasks/audioset.md).", UserWarning, stacklevel=2)
     return AudioSetTagger(model=config.model or DEFAULT_MODEL, hidden=task.audioset_hidden,
                           dropout=task.audioset_dropout, optimizer=task.audioset_optimizer,
                           lr=config.lr_max)

@@ -171,3 +171,11 @@ def test_tiny_trainer_logs_every_score_and_no_score_state_is_a_weight() -> None:
     assert set(validated) == set(tested) == {"loss", "map", "auroc", "d-prime"}
     assert 0.0 < validated["map"] <= 1.0 and 0.0 < validated["auroc"] <= 1.0
     assert not any("scores" in key for key in module.state_dict())
+
+
+def test_adam_at_the_common_default_lr_warns_with_the_tables_setting() -> None:
+    # Execute / Assert: the project-wide default lr-max=0.05 is far too high for Adam
+    from tasks.audioset import module_fn
+
+    with pytest.warns(UserWarning, match="lr-max=0.05.*lr-max=0.001"):
+        module_fn({"task": "audioset", "lr-max": 0.05})
