@@ -79,6 +79,6 @@ def get_task(name: str) -> Task:
 
 # Importing a task module registers it.
 from tasks import image  # noqa: E402,F401  (image task)
-# toxic task
+from tasks import toxic  # noqa: E402,F401
 from tasks import speech  # noqa: E402,F401
 from tasks import audioset  # noqa: E402,F401
