@@ -10,7 +10,8 @@ Data per site, as in the ``image`` task:
   ``test.csv`` + ``test_labels.csv`` it validates on a seeded 10% hold-out of ``train.csv``;
 - the server evaluates on every scored test row.
 
-Only the rows a site uses are tokenized, once per split in ``setup`` (ids cached as tensors).
+Only the rows a site uses are tokenized, once per split in ``setup``; the ids are kept per
+process (``encode_cached``), so later rounds at the same site do not tokenize them again.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tasks.common import (
     validation_rows,
 )
 from tasks.toxic_csv import LABELS, Comments, has_test_split, read_test, read_train
-from tasks.toxic_text import TextEncoder
+from tasks.toxic_text import TextEncoder, encode_cached
 
 CLEAN = len(LABELS)  # representative class of a row with no positive label
 
@@ -143,7 +144,7 @@ class ToxicDataModule(pl.LightningDataModule):
         return comments.take(cap_indices(len(comments), self.max_samples, self.seed))
 
     def _encode(self, comments: Comments) -> TensorDataset:
-        ids = self.encoder.encode(comments.texts, self.seq_len)
+        ids = encode_cached(self.encoder, comments.texts, self.seq_len)
         return TensorDataset(ids, torch.from_numpy(comments.labels.astype(np.float32)))
 
     def _partition(self) -> tuple[int, int] | None:

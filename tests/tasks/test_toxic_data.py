@@ -298,3 +298,27 @@ def test_test_stage_tokenizes_only_the_test_split(synthetic: Path) -> None:
 
     # Assert
     assert len(module.test_set) == len(read_test(synthetic)) and module.train_set is None
+
+
+def test_tokenized_rows_are_reused_in_later_rounds() -> None:
+    # Prepare: an encoder that counts its calls
+    from tasks.toxic_text import WordHashEncoder, encode_cached
+
+    class Counting(WordHashEncoder):
+        calls = 0
+
+        def encode(self, texts, seq_len):
+            Counting.calls += 1
+            return super().encode(texts, seq_len)
+
+    encoder = Counting(50)
+    texts = ["you are kind", "what a fool"]
+
+    # Execute: the same rows twice (two rounds), then changed text
+    first = encode_cached(encoder, texts, 4)
+    again = encode_cached(encoder, list(texts), 4)
+    changed = encode_cached(encoder, ["you are kind", "what a FOOL!"], 4)
+
+    # Assert: one tokenization for the repeat; changed text is tokenized anew
+    assert Counting.calls == 2 and again is first
+    assert torch.equal(changed, first)  # lowercased words hash alike
