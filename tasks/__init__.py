@@ -78,7 +78,4 @@ def get_task(name: str) -> Task:
 
 
 # Importing a task module registers it.
-from tasks import image  # noqa: E402,F401  (image task)
-from tasks import toxic  # noqa: E402,F401
-from tasks import speech  # noqa: E402,F401
-from tasks import audioset  # noqa: E402,F401
+from tasks import audioset, image, speech, toxic  # noqa: E402,F401
