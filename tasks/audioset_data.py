@@ -22,17 +22,16 @@ from typing import Any
 
 import h5py
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from colearn_fl.errors import ConfigError, DataError
 from tasks.common import (
     HOLD_OUT_FRACTION,
+    SiteDataModule,
     cap_indices,
     check_data_args,
     hold_out_indices,
-    make_loader,
     partition_rows,
     validation_rows,
 )
@@ -235,7 +234,7 @@ class PackedRows(Dataset):
         return state
 
 
-class AudioSetDataModule(pl.LightningDataModule):
+class AudioSetDataModule(SiteDataModule):
     """One site's AudioSet clips (a simulation partition or its own files), read lazily.
 
     Parameters
@@ -267,7 +266,7 @@ class AudioSetDataModule(pl.LightningDataModule):
                  partition_id: int | None = None, num_partitions: int | None = None,
                  partitioning: str = "iid", dirichlet_alpha: float = 0.5, seed: int = 0,
                  max_samples: int = 0, num_workers: int = 0) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         check_data_args(batch_size, partition_id, num_partitions, partitioning, max_samples)
         if train_set not in TRAIN_FILES:
             raise ConfigError(f"audioset-train={train_set!r} is not known; use one of: "
@@ -276,7 +275,7 @@ class AudioSetDataModule(pl.LightningDataModule):
         self.partition = (None if partition_id is None or num_partitions is None
                           else (partition_id, num_partitions))
         self.partitioning, self.dirichlet_alpha = partitioning, dirichlet_alpha
-        self.seed, self.max_samples, self.num_workers = seed, max_samples, num_workers
+        self.seed, self.max_samples = seed, max_samples
         self.train_set: PackedRows | None = None
         self.val_set: PackedRows | None = None
         self.test_set: PackedRows | None = None
@@ -316,12 +315,5 @@ class AudioSetDataModule(pl.LightningDataModule):
     def _cap(self, rows: RowSet) -> RowSet:
         return rows.take(cap_indices(len(rows), self.max_samples, self.seed))
 
-    def train_dataloader(self) -> DataLoader:
-        return make_loader(self.train_set, "fit", self.batch_size, True, self.num_workers)
 
-    def val_dataloader(self) -> DataLoader:
-        return make_loader(self.val_set, "validate", self.batch_size, False, self.num_workers)
 
-    def test_dataloader(self) -> DataLoader:
-        """The whole (capped) eval split: the server's central evaluation."""
-        return make_loader(self.test_set, "test", self.batch_size, False, self.num_workers)

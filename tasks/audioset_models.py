@@ -30,8 +30,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from colearn_fl.errors import ConfigError
 from tasks.audioset_data import EMBEDDING_DIM
+from tasks.registry import ModelRegistry
 
 DEFAULT_MODEL = "crnn-ma"
 ATTENTION_FLOOR = 1e-7  # sigmoid attention is clamped to [floor, 1 - floor] (Kong's epsilon)
@@ -62,24 +62,13 @@ class Pooled(NamedTuple):
 
 
 ModelBuilder = Callable[[int, int, float], nn.Module]
-_MODELS: dict[str, ModelBuilder] = {}
+MODELS: ModelRegistry[ModelBuilder] = ModelRegistry("an AudioSet model", DEFAULT_MODEL, "audioset")
+register_model = MODELS.register
+list_models = MODELS.names  # sorted names of the registered AudioSet models
 
 
-def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Decorator registering ``builder(num_classes, hidden, dropout) -> nn.Module``."""
-
-    def decorate(builder: ModelBuilder) -> ModelBuilder:
-        if name in _MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        _MODELS[name] = builder
-        return builder
-
-    return decorate
 
 
-def list_models() -> list[str]:
-    """Names of the registered AudioSet models, sorted."""
-    return sorted(_MODELS)
 
 
 def get_model(name: str, num_classes: int, hidden: int, dropout: float) -> nn.Module:
@@ -102,13 +91,7 @@ def get_model(name: str, num_classes: int, hidden: int, dropout: float) -> nn.Mo
     nn.Module
         A fresh model mapping ``[B, 10, 128]`` float embeddings to a ``Pooled``.
     """
-    try:
-        builder = _MODELS[name]
-    except KeyError:
-        raise ConfigError(
-            f"model={name!r} is not an AudioSet model; use one of: {', '.join(list_models())} "
-            f"(or model='' for {DEFAULT_MODEL}), e.g. --run-config \"model='crnn-sa'\"."
-        ) from None
+    builder = MODELS.builder(name)
     return builder(num_classes, hidden, dropout)
 
 

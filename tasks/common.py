@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pytorch_lightning as pl
+import torch
 from flwr.app import Context
 from torch.utils.data import DataLoader, Dataset
 
@@ -153,3 +155,41 @@ def make_loader(data: Dataset | None, stage: str, batch_size: int, shuffle: bool
         raise RuntimeError(f"call setup({stage!r}) before asking for its dataloader")
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
                       persistent_workers=num_workers > 0, **kwargs)
+
+
+class SiteDataModule(pl.LightningDataModule):
+    """Base of the tasks' data modules: ``setup`` fills ``train_set``, ``val_set`` and
+    ``test_set``; the loaders are the same for every task.
+
+    Parameters
+    ----------
+    batch_size : int
+        Batch size of every loader.
+    num_workers : int
+        DataLoader worker processes (default: 0).
+    """
+
+    def __init__(self, batch_size: int, num_workers: int = 0) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    def train_dataloader(self) -> DataLoader:
+        """This site's training data, reshuffled every epoch."""
+        return self._loader(self.train_set, "fit", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """This site's validation data (its federated evaluation)."""
+        return self._loader(self.val_set, "validate", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """The whole test split (the server's central evaluation)."""
+        return self._loader(self.test_set, "test", shuffle=False)
+
+    def _loader(self, data: Dataset | None, stage: str, shuffle: bool) -> DataLoader:
+        # Pinned host memory speeds up copies to a GPU; it only costs on a CPU-only machine.
+        return make_loader(data, stage, self.batch_size, shuffle, self.num_workers,
+                           pin_memory=torch.cuda.is_available())

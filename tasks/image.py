@@ -21,7 +21,13 @@ from flwr.app import Context
 
 from colearn_fl.config import RunConfig, parse_section
 from colearn_fl.errors import ConfigError
-from tasks import Task, cifar10, fashion_mnist, image_zoo, register_task  # noqa: F401  (image_zoo registers)
+from tasks import (
+    Task,
+    cifar10,
+    fashion_mnist,
+    image_zoo,  # noqa: F401  (registers the paper's models)
+    register_task,
+)
 from tasks.common import SiteSource, site_source
 from tasks.image_data import IMAGE_SETS, ImageDataModule
 from tasks.image_folder import FolderDataModule, count_classes

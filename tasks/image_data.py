@@ -21,18 +21,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from tasks import cifar10, fashion_mnist
 from tasks.common import (
     HOLD_OUT_FRACTION,
+    SiteDataModule,
     cap_indices,
     check_data_args,
     hold_out_indices,
-    make_loader,
     partition_rows,
     validation_rows,
 )
@@ -99,7 +98,7 @@ class AugmentedImages(Dataset):
         return image, self.labels[index]
 
 
-class ImageDataModule(pl.LightningDataModule):
+class ImageDataModule(SiteDataModule):
     """One site's in-memory image data (a simulation partition or its own files).
 
     Parameters
@@ -139,17 +138,15 @@ class ImageDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         dataset: str = "fashion-mnist",
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         check_data_args(batch_size, partition_id, num_partitions, partitioning, max_samples)
         self.data_dir = data_dir
-        self.batch_size = batch_size
         self.partition = (None if partition_id is None or num_partitions is None
                           else (partition_id, num_partitions))
         self.partitioning = partitioning
         self.dirichlet_alpha = dirichlet_alpha
         self.seed = seed
         self.max_samples = max_samples
-        self.num_workers = num_workers
         self.images = IMAGE_SETS[dataset]
         self.train_set: Dataset | None = None
         self.val_set: TensorDataset | None = None
@@ -204,19 +201,9 @@ class ImageDataModule(pl.LightningDataModule):
             return self._normalise(data)
         return AugmentedImages(data[0], data[1], *self._stats())
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, "fit", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, "validate", shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
-        """The whole test split (the server's central evaluation)."""
-        return self._loader(self.test_set, "test", shuffle=False)
 
-    def _loader(self, data: Dataset | None, stage: str, shuffle: bool) -> DataLoader:
-        return make_loader(data, stage, self.batch_size, shuffle, self.num_workers,
-                           pin_memory=torch.cuda.is_available())
 
 
 def _take(data: Images, index: np.ndarray) -> Images:

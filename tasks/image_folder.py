@@ -17,18 +17,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
-import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 from torchvision import datasets, transforms
 
 from colearn_fl.errors import DataError
 from tasks.common import (
     HOLD_OUT_FRACTION,
+    SiteDataModule,
     cap_indices,
     check_data_args,
     hold_out_indices,
-    make_loader,
     partition_rows,
     validation_rows,
 )
@@ -70,7 +68,7 @@ def open_folder(root: Path, transform: transforms.Compose) -> datasets.ImageFold
                         f"expected {LAYOUT}.") from error
 
 
-class FolderDataModule(pl.LightningDataModule):
+class FolderDataModule(SiteDataModule):
     """One site's ImageNet-style folders (a simulation partition or its own folders).
 
     Parameters
@@ -99,14 +97,14 @@ class FolderDataModule(pl.LightningDataModule):
                  partition_id: int | None = None, num_partitions: int | None = None,
                  partitioning: str = "iid", dirichlet_alpha: float = 0.5, seed: int = 0,
                  max_samples: int = 0, num_workers: int = 0) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         check_data_args(batch_size, partition_id, num_partitions, partitioning, max_samples)
         self.root = Path(data_dir)
-        self.batch_size, self.image_size = batch_size, image_size
+        self.image_size = image_size
         self.partition = (None if partition_id is None or num_partitions is None
                           else (partition_id, num_partitions))
         self.partitioning, self.dirichlet_alpha = partitioning, dirichlet_alpha
-        self.seed, self.max_samples, self.num_workers = seed, max_samples, num_workers
+        self.seed, self.max_samples = seed, max_samples
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -142,19 +140,9 @@ class FolderDataModule(pl.LightningDataModule):
     def _capped(self, folder: datasets.ImageFolder) -> Subset:
         return Subset(folder, cap_indices(len(folder), self.max_samples, self.seed).tolist())
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, "fit", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, "validate", shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
-        """All of ``val/`` (the server's central evaluation)."""
-        return self._loader(self.test_set, "test", shuffle=False)
 
-    def _loader(self, data: Dataset | None, stage: str, shuffle: bool) -> DataLoader:
-        return make_loader(data, stage, self.batch_size, shuffle, self.num_workers,
-                           pin_memory=torch.cuda.is_available())
 
 
 def _check_same_classes(train: datasets.ImageFolder, val: datasets.ImageFolder) -> None:

@@ -14,29 +14,18 @@ from collections.abc import Callable
 
 from torch import nn
 
-from colearn_fl.errors import ConfigError
+from tasks.registry import ModelRegistry
 
 ModelBuilder = Callable[[int, int, int], nn.Module]
 DEFAULT_MODEL = "small-cnn"
-
-_MODELS: dict[str, ModelBuilder] = {}
-
-
-def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Decorator registering ``builder(in_channels, num_classes, image_size)`` as ``name``."""
-
-    def decorate(builder: ModelBuilder) -> ModelBuilder:
-        if name in _MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        _MODELS[name] = builder
-        return builder
-
-    return decorate
+MODELS: ModelRegistry[ModelBuilder] = ModelRegistry("an image model", DEFAULT_MODEL, "image")
+register_model = MODELS.register
+list_models = MODELS.names  # sorted names of the registered image models
 
 
-def list_models() -> list[str]:
-    """Names of the registered image models, sorted."""
-    return sorted(_MODELS)
+
+
+
 
 
 def get_model(name: str, in_channels: int, num_classes: int, image_size: int = 32) -> nn.Module:
@@ -59,13 +48,7 @@ def get_model(name: str, in_channels: int, num_classes: int, image_size: int = 3
     nn.Module
         A fresh, randomly initialised model mapping ``[B, C, H, W]`` to ``[B, num_classes]``.
     """
-    try:
-        builder = _MODELS[name]
-    except KeyError:
-        raise ConfigError(
-            f"model={name!r} is not an image model; use one of: {', '.join(list_models())} "
-            f"(or model='' for {DEFAULT_MODEL}), e.g. --run-config \"model='{DEFAULT_MODEL}'\"."
-        ) from None
+    builder = MODELS.builder(name)
     return builder(in_channels, num_classes, image_size)
 
 

@@ -23,21 +23,19 @@ from logging import WARNING
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from flwr.app import Context
 from flwr.supercore import log
-from torch.utils.data import DataLoader
 
 from colearn_fl.config import RunConfig, parse_section
 from colearn_fl.errors import ConfigError, DataError
 from tasks import Task, register_task
 from tasks.common import (
     HOLD_OUT_FRACTION,
+    SiteDataModule,
     cap_indices,
     check_data_args,
     hold_out_indices,
-    make_loader,
     site_source,
     validation_rows,
 )
@@ -144,7 +142,7 @@ class SpeechConfig:
         mel_filterbank(spec.n_fft, spec.sample_rate, spec.n_mels, spec.f_min, spec.f_max)
 
 
-class SpeechDataModule(pl.LightningDataModule):
+class SpeechDataModule(SiteDataModule):
     """Speech Commands of one site (a simulation partition or its own files), decoded once.
 
     A simulated site keeps its partition (``site_rows``) of the training split and its IID
@@ -178,13 +176,13 @@ class SpeechDataModule(pl.LightningDataModule):
                  partition_id: int | None = None, num_partitions: int | None = None,
                  partitioning: str = "iid", dirichlet_alpha: float = 0.5, seed: int = 0,
                  max_samples: int = 0, num_workers: int = 0) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         check_data_args(batch_size, partition_id, num_partitions, partitioning, max_samples)
         self.root = Path(data_dir).expanduser()
         self.batch_size, self.speech = batch_size, speech or SpeechConfig()
         self.partition_id, self.num_partitions = partition_id, num_partitions
         self.partitioning, self.dirichlet_alpha = partitioning, dirichlet_alpha
-        self.seed, self.max_samples, self.num_workers = seed, max_samples, num_workers
+        self.seed, self.max_samples = seed, max_samples
         self._files: dict[str, list[str]] | None = None
         self.train_set: ClipDataset | None = None
         self.val_set: ClipDataset | None = None
@@ -249,15 +247,8 @@ class SpeechDataModule(pl.LightningDataModule):
             return None
         return self.partition_id, self.num_partitions
 
-    def train_dataloader(self) -> DataLoader:
-        return make_loader(self.train_set, "fit", self.batch_size, True, self.num_workers)
 
-    def val_dataloader(self) -> DataLoader:
-        return make_loader(self.val_set, "validate", self.batch_size, False, self.num_workers)
 
-    def test_dataloader(self) -> DataLoader:
-        """The whole testing split with its silence share (the server's central evaluation)."""
-        return make_loader(self.test_set, "test", self.batch_size, False, self.num_workers)
 
 
 def module_fn(run_config: Mapping[str, Any]) -> KeywordSpotter:

@@ -22,31 +22,20 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from colearn_fl.errors import ConfigError
+from tasks.registry import ModelRegistry
 from tasks.speech_features import FeatureSpec, LogMel
 
 InputShape = tuple[int, int]  # (frames, bins) of one feature image
 ModelBuilder = Callable[[InputShape, int, float], nn.Module]
 DEFAULT_MODEL = "conv"
-
-_MODELS: dict[str, ModelBuilder] = {}
-
-
-def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Decorator registering ``builder(input_shape, num_classes, dropout)`` as ``name``."""
-
-    def decorate(builder: ModelBuilder) -> ModelBuilder:
-        if name in _MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        _MODELS[name] = builder
-        return builder
-
-    return decorate
+MODELS: ModelRegistry[ModelBuilder] = ModelRegistry("a speech model", DEFAULT_MODEL, "speech")
+register_model = MODELS.register
+list_models = MODELS.names  # sorted names of the registered keyword-spotting models
 
 
-def list_models() -> list[str]:
-    """Names of the registered keyword-spotting models, sorted."""
-    return sorted(_MODELS)
+
+
+
 
 
 def get_model(name: str, input_shape: InputShape, num_classes: int, dropout: float = 0.5
@@ -69,13 +58,7 @@ def get_model(name: str, input_shape: InputShape, num_classes: int, dropout: flo
     nn.Module
         A fresh, randomly initialised model mapping ``[B, 1, frames, bins]`` to logits.
     """
-    try:
-        builder = _MODELS[name]
-    except KeyError:
-        raise ConfigError(
-            f"model={name!r} is not a speech model; use one of: {', '.join(list_models())} "
-            f"(or model='' for {DEFAULT_MODEL}), e.g. --run-config \"model='tiny-conv'\"."
-        ) from None
+    builder = MODELS.builder(name)
     return builder(input_shape, num_classes, dropout)
 
 

@@ -17,16 +17,15 @@ process (``encode_cached``), so later rounds at the same site do not tokenize th
 from __future__ import annotations
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from tasks.common import (
     HOLD_OUT_FRACTION,
+    SiteDataModule,
     cap_indices,
     check_data_args,
     hold_out_indices,
-    make_loader,
     partition_rows,
     validation_rows,
 )
@@ -48,7 +47,7 @@ def representative_class(labels: np.ndarray) -> np.ndarray:
     return np.where(positive.any(axis=1), positive.argmax(axis=1), CLEAN)
 
 
-class ToxicDataModule(pl.LightningDataModule):
+class ToxicDataModule(SiteDataModule):
     """Token ids ``[N, seq_len]`` (int32) and float 0/1 labels ``[N, 6]`` of one site.
 
     Parameters
@@ -92,10 +91,9 @@ class ToxicDataModule(pl.LightningDataModule):
         max_samples: int = 0,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         check_data_args(batch_size, partition_id, num_partitions, partitioning, max_samples)
         self.data_dir = data_dir
-        self.batch_size = batch_size
         self.encoder = encoder
         self.seq_len = seq_len
         self.partition_id = partition_id
@@ -104,7 +102,6 @@ class ToxicDataModule(pl.LightningDataModule):
         self.dirichlet_alpha = dirichlet_alpha
         self.seed = seed
         self.max_samples = max_samples
-        self.num_workers = num_workers
         self.train_set: TensorDataset | None = None
         self.val_set: TensorDataset | None = None
         self.test_set: TensorDataset | None = None
@@ -152,15 +149,6 @@ class ToxicDataModule(pl.LightningDataModule):
             return None
         return self.partition_id, self.num_partitions
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, "fit", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, "validate", shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
-        """Every scored test row (the server's central evaluation)."""
-        return self._loader(self.test_set, "test", shuffle=False)
 
-    def _loader(self, data: TensorDataset | None, stage: str, shuffle: bool) -> DataLoader:
-        return make_loader(data, stage, self.batch_size, shuffle, self.num_workers)

@@ -14,32 +14,21 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from colearn_fl.errors import ConfigError
+from tasks.registry import ModelRegistry
 
 ModelBuilder = Callable[[int, int, int], nn.Module]  # (vocab_size, num_labels, pad_id)
 DEFAULT_MODEL = "lstm"
+MODELS: ModelRegistry[ModelBuilder] = ModelRegistry("a toxic comment model", DEFAULT_MODEL, "toxic")
+register_model = MODELS.register
+list_models = MODELS.names  # sorted names of the registered toxic comment models
 EMBEDDING_DIM = 64
 HIDDEN_DIM = 64  # per direction
 DROPOUT = 0.2
 
-_MODELS: dict[str, ModelBuilder] = {}
 
 
-def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Decorator registering ``builder(vocab_size, num_labels, pad_id)`` as ``name``."""
-
-    def decorate(builder: ModelBuilder) -> ModelBuilder:
-        if name in _MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        _MODELS[name] = builder
-        return builder
-
-    return decorate
 
 
-def list_models() -> list[str]:
-    """Names of the registered toxic comment models, sorted."""
-    return sorted(_MODELS)
 
 
 def get_model(name: str, vocab_size: int, num_labels: int, pad_id: int) -> nn.Module:
@@ -62,14 +51,7 @@ def get_model(name: str, vocab_size: int, num_labels: int, pad_id: int) -> nn.Mo
         A fresh, randomly initialised model mapping ids ``[B, L]`` to logits
         ``[B, num_labels]``.
     """
-    try:
-        builder = _MODELS[name]
-    except KeyError:
-        raise ConfigError(
-            f"model={name!r} is not a toxic comment model; use one of: "
-            f"{', '.join(list_models())} (or model='' for {DEFAULT_MODEL}), e.g. "
-            f"--run-config \"task='toxic' model='{DEFAULT_MODEL}'\"."
-        ) from None
+    builder = MODELS.builder(name)
     return builder(vocab_size, num_labels, pad_id)
 
 
