@@ -117,3 +117,24 @@ def test_vgg_classifier_follows_the_image_size() -> None:
     # Assert: the CIFAR VGG ends in one 512 -> classes layer
     linears = [m for m in small.classifier.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(512, 10)]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_sites_train_channels_last_in_bf16() -> None:
+    # Prepare
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    data = TensorDataset(torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,)))
+    module = ImageClassifier(model="resnet-v2-101", in_channels=3, image_size=32)
+    trainer = pl.Trainer(accelerator="gpu", devices=1, precision="bf16-mixed", max_epochs=1,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False)
+
+    # Execute
+    trainer.fit(module, DataLoader(data, batch_size=8))
+
+    # Assert: 4-d conv weights in channels_last; the state dict stays float32
+    conv = next(m for m in module.net.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(v.dtype in (torch.float32, torch.int64) for v in module.state_dict().values())
