@@ -116,7 +116,15 @@ def evaluate_round(
 def _load(module_fn: ModuleFn, context: Context, arrays: ArrayRecord) -> pl.LightningModule:
     """The user's module with the global weights loaded (every key must match)."""
     module = module_fn(dict(context.run_config))
-    module.load_state_dict(arrays_to_state_dict(arrays), strict=True)
+    try:
+        module.load_state_dict(arrays_to_state_dict(arrays), strict=True)
+    except RuntimeError as error:
+        raise ConfigError(
+            "the global model does not fit the model this site built from the run config "
+            f"({str(error).splitlines()[0]} ...). The server and the sites must build the same "
+            "network: give them the same model key and the task's shape keys (e.g. "
+            "dataset='cifar10' when the server's data-dir does not exist at the sites)."
+        ) from error
     return module
 
 

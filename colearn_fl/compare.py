@@ -55,6 +55,11 @@ def compare(base: dict[str, Any], sites: int, methods: tuple[str, ...], fedavg_l
     epochs = [local_epochs(config.epochs_schedule, r, config.epochs_initial, config.epochs_mult,
                            config.epochs_step) for r in range(1, config.num_server_rounds + 1)]
     total_epochs, task = sum(epochs), get_task(config.task)
+    if "accuracy" not in task.metrics:
+        # The table, the curves and the ensemble's arg-max vote are single-label accuracy.
+        raise ConfigError(f"colearn compare scores methods by accuracy; task={config.task!r} "
+                          f"reports {', '.join(task.metrics)}. Use task='image' or 'speech', "
+                          "or run the federated methods with flwr run and compare history.json.")
     fedavg = {"lr-schedule": "constant", "lr-max": fedavg_lr, "lr-min": fedavg_lr}
     runs: dict[str, dict[str, Any]] = {
         "colearn": {},

@@ -61,20 +61,17 @@ class ImageConfig:
                               "the class folders of data-dir/train).")
 
 
-def resolve_dataset(config: ImageConfig, *data_dirs: str) -> str:
-    """The ``dataset`` key, or else the data set the first existing of ``data_dirs`` holds.
+def resolve_dataset(config: ImageConfig, data_dir: str) -> str:
+    """The ``dataset`` key, or else the data set ``data_dir`` holds.
 
-    With no directory given (all ``''``) it is Fashion-MNIST from its Debian location.
+    A ``data_dir`` that is empty, or that does not exist on this machine (a deployment server's
+    path, seen at a site that reads its own node-config ``data-dir``), means Fashion-MNIST, the
+    default: other data sets are then named with the ``dataset`` key.
     """
     if config.dataset:
         return config.dataset
-    existing = [d for d in data_dirs if d and Path(d).is_dir()]
-    if not existing:
-        if not any(data_dirs):
-            return "fashion-mnist"
-        raise ConfigError(f"data-dir={data_dirs[0]!r} does not exist here; fix data-dir, or "
-                          "set dataset='fashion-mnist' | 'cifar10' | 'imagefolder'.")
-    data_dir = existing[0]
+    if not data_dir or not Path(data_dir).is_dir():
+        return "fashion-mnist"
     if cifar10.batches_dir(data_dir) is not None:
         return "cifar10"
     if (Path(data_dir) / "train").is_dir():
@@ -131,7 +128,7 @@ def _datamodule(run_config: Mapping[str, Any], source: SiteSource) -> pl.Lightni
 
 
 def _default_dir(run_config: Mapping[str, Any]) -> str:
-    dataset = resolve_dataset(parse_section(ImageConfig, run_config))
+    dataset = resolve_dataset(parse_section(ImageConfig, run_config), "")
     return IMAGE_SETS[dataset].default_dir if dataset in IMAGE_SETS else ""
 
 

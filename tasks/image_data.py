@@ -12,7 +12,8 @@ Data per site:
 
 Fashion-MNIST is normalised once into float tensors (no augmentation). CIFAR-10 stays uint8 in
 memory and each training image gets the usual augmentation when it is drawn: a random 32x32
-crop of the image zero-padded by 4 pixels, and a horizontal flip with probability 1/2.
+crop of the image padded with 4 black pixels, and a horizontal flip with probability 1/2
+(torchvision's ``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip``).
 """
 
 from __future__ import annotations
@@ -87,15 +88,14 @@ class AugmentedImages(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = self.images[index].float().div_(255.0).sub_(self.mean).div_(self.std)
         pad = self.padding
-        height, width = image.shape[-2:]
-        padded = F.pad(image, (pad, pad, pad, pad))  # zero = the mean after normalising
+        height, width = self.images.shape[-2:]
+        padded = F.pad(self.images[index], (pad, pad, pad, pad))  # black border, as torchvision
         top, left = torch.randint(0, 2 * pad + 1, (2,)).tolist()
         image = padded[:, top:top + height, left:left + width]
         if torch.rand(()) < 0.5:
             image = image.flip(-1)
-        return image, self.labels[index]
+        return image.float().div_(255.0).sub_(self.mean).div_(self.std), self.labels[index]
 
 
 class ImageDataModule(SiteDataModule):

@@ -143,5 +143,5 @@ def densenet(in_channels: int, num_classes: int, depth: int = 40, growth: int = 
 
 @register_model("densenet-40")
 def densenet_40(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
-    """DenseNet-40 with growth rate 12 (1.06 M parameters for 10 classes)."""
+    """DenseNet-40 with growth rate 12 (1.02 M parameters for 10 classes)."""
     return densenet(in_channels, num_classes, depth=40, growth=12)

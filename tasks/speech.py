@@ -35,7 +35,6 @@ from tasks.common import (
     SiteDataModule,
     cap_indices,
     check_data_args,
-    hold_out_indices,
     site_source,
     validation_rows,
 )
@@ -52,6 +51,7 @@ from tasks.speech_data import (
     scan,
     select_clips,
     site_rows,
+    speaker_hold_out,
     split_files,
 )
 from tasks.speech_features import FeatureSpec, mel_filterbank
@@ -222,8 +222,8 @@ class SpeechDataModule(SiteDataModule):
         train, val = self.split("training"), self.split("validation")
         if len(val) == 0:
             log(WARNING, "[colearn] no validation clips in %s: holding out %d%% of the training "
-                "clips instead", self.root, round(100 * HOLD_OUT_FRACTION))
-            rest, held = hold_out_indices(len(train), HOLD_OUT_FRACTION, self.seed)
+                "speakers instead", self.root, round(100 * HOLD_OUT_FRACTION))
+            rest, held = speaker_hold_out(train, HOLD_OUT_FRACTION, self.seed)
             train, val = train.take(rest), train.take(held)
         partition = self._partition()
         train = train.take(site_rows(train, partition, self.partitioning, self.dirichlet_alpha,

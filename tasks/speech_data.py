@@ -188,6 +188,20 @@ def site_rows(index: ClipIndex, partition: tuple[int, int] | None, partitioning:
     return np.asarray([i for i, s in enumerate(speakers) if s in mine], dtype=np.int64)
 
 
+def speaker_hold_out(index: ClipIndex, fraction: float, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of (rest, hold-out): a seeded ``fraction`` of the speakers (at least one), whole.
+
+    A validation set of speakers the model never trained on, as the list files give.
+    """
+    speakers = [speaker_of(path) if path is not None else "" for path in index.paths]
+    names = sorted(set(speakers) - {""})
+    count = max(1, round(fraction * len(names)))
+    held = {names[i] for i in np.random.default_rng(seed).permutation(len(names))[:count]}
+    is_held = np.asarray([s in held for s in speakers], dtype=bool)
+    return np.flatnonzero(~is_held), np.flatnonzero(is_held)
+
+
 @functools.lru_cache(maxsize=DECODED_CACHE_SIZE)
 def load_clips(root: str, paths: tuple[str, ...], sample_rate: int, clip_samples: int
                ) -> torch.Tensor:

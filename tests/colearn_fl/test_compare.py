@@ -35,6 +35,15 @@ def test_unknown_method_is_one_clear_error(tmp_path, capsys) -> None:
     assert "--methods: ['magic'] not known" in capsys.readouterr().err
 
 
+def test_compare_refuses_a_task_without_accuracy_before_running(tmp_path, capsys) -> None:
+    # Execute: toxic reports AUROC; nothing may be simulated before the error
+    status = main(["compare", "--task", "toxic", "--output-dir", str(tmp_path)])
+    # Assert
+    assert status == 2
+    assert "scores methods by accuracy; task='toxic' reports auroc" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 def test_tasks_lists_models_with_their_volume_per_round(capsys) -> None:
     assert main(["tasks"]) == 0
     out = capsys.readouterr().out

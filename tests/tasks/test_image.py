@@ -221,8 +221,8 @@ def test_datamodule_fn_simulation_partition(tmp_path: Path) -> None:
 def test_datamodule_fn_node_data_dir_wins(tmp_path: Path) -> None:
     # Prepare
     own = str(_write_data(tmp_path / "site"))
-    elsewhere = str(_write_data(tmp_path / "elsewhere"))
-    context = _context({"data-dir": elsewhere},
+    # The run config's data-dir is the server's path, absent here: Fashion-MNIST by default.
+    context = _context({"data-dir": "/elsewhere/on/the/server"},
                        {"data-dir": own, "partition-id": 0, "num-partitions": 2})
 
     # Execute

@@ -98,9 +98,11 @@ def test_cifar_site_trains_on_augmented_images_and_validates_on_plain_ones(
 
 def test_augmentation_is_a_shifted_crop_of_the_zero_padded_image() -> None:
     # Prepare: a single-channel ramp image so every shift is recognisable
-    ramp = torch.arange(32 * 32, dtype=torch.uint8).view(1, 1, 32, 32) % 251
-    data = AugmentedImages(ramp, torch.tensor([0]), torch.zeros(1, 1, 1), torch.ones(1, 1, 1))
-    padded = torch.nn.functional.pad(ramp[0].float() / 255.0, (4, 4, 4, 4))
+    ramp = (torch.arange(32 * 32).view(1, 1, 32, 32) % 251).to(torch.uint8)
+    mean, std = torch.full((1, 1, 1), 0.5), torch.full((1, 1, 1), 0.25)
+    data = AugmentedImages(ramp, torch.tensor([0]), mean, std)
+    # The border is black (0) before normalising, as torchvision's RandomCrop(padding=4).
+    padded = (torch.nn.functional.pad(ramp[0].float(), (4, 4, 4, 4)) / 255.0 - 0.5) / 0.25
     crops = [padded[:, t:t + 32, s:s + 32] for t in range(9) for s in range(9)]
     candidates = crops + [c.flip(-1) for c in crops]
 
@@ -125,6 +127,7 @@ def test_dataset_is_detected_from_data_dir(tmp_path: Path) -> None:
     assert resolve_dataset(config, str(cifar / "cifar-10-batches-py")) == "cifar10"
     assert resolve_dataset(config, str(folders)) == "imagefolder"
     assert resolve_dataset(config, "") == "fashion-mnist"
+    assert resolve_dataset(config, str(tmp_path / "only-on-the-server")) == "fashion-mnist"
     assert resolve_dataset(ImageConfig(dataset="cifar10"), "") == "cifar10"
     with pytest.raises(ConfigError, match="holds no image data set.*set dataset="):
         resolve_dataset(config, str(tmp_path / "nothing"))

@@ -17,7 +17,9 @@ from tasks.speech_data import (
     KEYWORDS,
     Augmentation,
     ClipDataset,
+    ClipIndex,
     load_clips,
+    speaker_hold_out,
     speaker_of,
     which_set,
 )
@@ -120,7 +122,7 @@ def test_more_iid_sites_than_training_speakers_is_refused(tmp_path: Path) -> Non
         module.setup("fit")
 
 
-def test_missing_validation_list_holds_out_ten_percent(tmp_path: Path) -> None:
+def test_missing_validation_list_holds_out_whole_speakers(tmp_path: Path) -> None:
     # Prepare: without validation_list.txt, s00 and s01 train too: 60 keyword + 6 unknown clips
     root = write_tone_set(tmp_path)
     (root / "validation_list.txt").unlink()
@@ -129,8 +131,24 @@ def test_missing_validation_list_holds_out_ten_percent(tmp_path: Path) -> None:
     # Execute
     module.setup("fit")
 
-    # Assert: round(0.1 * 66) = 7 held out
-    assert (module.train_set.num_files, module.val_set.num_files) == (59, 7)
+    # Assert: every clip is used once, some of them to validate
+    assert module.val_set.num_files > 0
+    assert module.train_set.num_files + module.val_set.num_files == 66
+
+
+def test_speaker_hold_out_keeps_each_speaker_on_one_side() -> None:
+    # Prepare: 10 speakers with 3 clips each, and one silence clip (no speaker)
+    paths = tuple(f"yes/s{i:02d}_nohash_{n}.wav" for i in range(10) for n in range(3))
+    index = ClipIndex(paths + (None,), np.zeros(31, dtype=np.int64))
+
+    # Execute
+    rest, held = speaker_hold_out(index, 0.2, seed=0)
+
+    # Assert: 2 of 10 speakers (6 clips) held out; no speaker on both sides; silence trains
+    held_speakers = {speaker_of(paths[i]) for i in held}
+    rest_speakers = {speaker_of(paths[i]) for i in rest if i < 30}
+    assert len(held) == 6 and len(held_speakers) == 2
+    assert held_speakers.isdisjoint(rest_speakers) and 30 in rest
 
 
 @pytest.mark.parametrize(
