@@ -316,4 +316,3 @@ class AudioSetDataModule(SiteDataModule):
         return rows.take(cap_indices(len(rows), self.max_samples, self.seed))
 
 
-

@@ -92,14 +92,16 @@ class ClipScores(Metric):
 
     def compute(self) -> dict[str, torch.Tensor]:
         """``{'map': ..., 'auroc': ..., 'd-prime': ...}`` over the scorable classes."""
-        nan = torch.tensor(float("nan"))
+        # No scorable class (an empty or all-negative shard): a constant scorer's values, so
+        # that history.json stays valid JSON (no NaN) and the weighted average stays finite.
+        undefined = {MAP: torch.tensor(0.0), AUROC: torch.tensor(0.5), D_PRIME: torch.tensor(0.0)}
         if not self.probs:
-            return {MAP: nan, AUROC: nan, D_PRIME: nan}
+            return undefined
         probs, targets = dim_zero_cat(self.probs), dim_zero_cat(self.targets)
         positives = targets.sum(dim=0)
         scorable = torch.nonzero((positives > 0) & (positives < len(targets))).flatten()
         if len(scorable) == 0:
-            return {MAP: nan, AUROC: nan, D_PRIME: nan}
+            return undefined
         probs, targets = probs[:, scorable], targets[:, scorable].long()
         k = len(scorable)
         average_precision = multilabel_average_precision(probs, targets, num_labels=k,

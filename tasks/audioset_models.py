@@ -67,10 +67,6 @@ register_model = MODELS.register
 list_models = MODELS.names  # sorted names of the registered AudioSet models
 
 
-
-
-
-
 def get_model(name: str, num_classes: int, hidden: int, dropout: float) -> nn.Module:
     """Build the model registered as ``name``.
 

@@ -202,10 +202,6 @@ class ImageDataModule(SiteDataModule):
         return AugmentedImages(data[0], data[1], *self._stats())
 
 
-
-
-
-
 def _take(data: Images, index: np.ndarray) -> Images:
     rows = torch.from_numpy(np.asarray(index, dtype=np.int64))
     return data[0][rows], data[1][rows]

@@ -141,10 +141,6 @@ class FolderDataModule(SiteDataModule):
         return Subset(folder, cap_indices(len(folder), self.max_samples, self.seed).tolist())
 
 
-
-
-
-
 def _check_same_classes(train: datasets.ImageFolder, val: datasets.ImageFolder) -> None:
     if train.classes != val.classes:
         only_train = sorted(set(train.classes) - set(val.classes))[:5]

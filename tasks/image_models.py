@@ -23,11 +23,6 @@ register_model = MODELS.register
 list_models = MODELS.names  # sorted names of the registered image models
 
 
-
-
-
-
-
 def get_model(name: str, in_channels: int, num_classes: int, image_size: int = 32) -> nn.Module:
     """Build the model registered as ``name``.
 

@@ -248,9 +248,6 @@ class SpeechDataModule(SiteDataModule):
         return self.partition_id, self.num_partitions
 
 
-
-
-
 def module_fn(run_config: Mapping[str, Any]) -> KeywordSpotter:
     """The model named by ``model`` ('' = conv) behind the configured frontend."""
     config = RunConfig.from_dict(run_config)

@@ -33,11 +33,6 @@ register_model = MODELS.register
 list_models = MODELS.names  # sorted names of the registered keyword-spotting models
 
 
-
-
-
-
-
 def get_model(name: str, input_shape: InputShape, num_classes: int, dropout: float = 0.5
               ) -> nn.Module:
     """Build the model registered as ``name``.

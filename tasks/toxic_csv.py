@@ -13,6 +13,7 @@ module (one record may span several lines); columns are found by name, in any or
 from __future__ import annotations
 
 import csv
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,13 @@ def read_train(data_dir: str | Path) -> Comments:
         that is not 0 or 1 (naming the column, the data row, its line and its id).
     """
     path = _existing(Path(data_dir).expanduser() / TRAIN_CSV)
+    return _read_train_once(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_train_once(path_str: str, mtime_ns: int) -> Comments:
+    """Parse ``train.csv`` once per process and file version (sites rebuild data each round)."""
+    path = Path(path_str)
     ids, texts, labels = [], [], []
     for where, record in _records(path, ("id", "comment_text", *LABELS)):
         ids.append(record["id"])
@@ -99,6 +107,15 @@ def read_test(data_dir: str | Path) -> Comments:
     directory = Path(data_dir).expanduser()
     texts_path = _existing(directory / TEST_CSV)
     labels_path = _existing(directory / TEST_LABELS_CSV)
+    return _read_test_once(str(texts_path), str(labels_path), texts_path.stat().st_mtime_ns,
+                           labels_path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_test_once(texts_str: str, labels_str: str, texts_mtime_ns: int,
+                    labels_mtime_ns: int) -> Comments:
+    """Parse and join the test files once per process and file versions."""
+    texts_path, labels_path = Path(texts_str), Path(labels_str)
     by_id = {record["id"]: _labels(record, where, ("0", "1", str(UNSCORED)))
              for where, record in _records(labels_path, ("id", *LABELS))}
     ids, texts, labels = [], [], []

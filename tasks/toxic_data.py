@@ -150,5 +150,3 @@ class ToxicDataModule(SiteDataModule):
         return self.partition_id, self.num_partitions
 
 
-
-

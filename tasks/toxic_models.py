@@ -26,11 +26,6 @@ HIDDEN_DIM = 64  # per direction
 DROPOUT = 0.2
 
 
-
-
-
-
-
 def get_model(name: str, vocab_size: int, num_labels: int, pad_id: int) -> nn.Module:
     """Build the model registered as ``name``.
 

@@ -15,6 +15,7 @@ sequence's length from ``ids != pad_id``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import zlib
@@ -140,6 +141,7 @@ def encode_cached(encoder: TextEncoder, texts: Sequence[str], seq_len: int) -> t
     return ids
 
 
+@functools.lru_cache(maxsize=4)  # built for module_fn and the data module of every message
 def build_encoder(tokenizer: str, tokenizer_dir: str = "", hash_buckets: int = 20000
                   ) -> TextEncoder:
     """The encoder the ``tokenizer`` / ``tokenizer-dir`` / ``hash-buckets`` keys describe.

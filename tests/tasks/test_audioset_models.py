@@ -179,3 +179,15 @@ def test_adam_at_the_common_default_lr_warns_with_the_tables_setting() -> None:
 
     with pytest.warns(UserWarning, match="lr-max=0.05.*lr-max=0.001"):
         module_fn({"task": "audioset", "lr-max": 0.05})
+
+
+def test_a_shard_without_scorable_classes_reports_a_constant_scorer() -> None:
+    # Prepare: every clip negative for every class
+    scores = ClipScores(num_classes=3)
+    scores.update(torch.rand(4, 3), torch.zeros(4, 3, dtype=torch.long))
+
+    # Execute
+    result = {k: v.item() for k, v in scores.compute().items()}
+
+    # Assert: finite values, no NaN in history.json
+    assert result == {"map": 0.0, "auroc": 0.5, "d-prime": 0.0}
