@@ -161,7 +161,7 @@ register_task(
         module_fn=module_fn,
         datamodule_fn=datamodule_fn,
         central_datamodule_fn=central_datamodule_fn,
-        metrics=("accuracy",),
+        metrics=("accuracy", "top5-accuracy"),  # top-5 with more than 5 classes
         models=list_models,
         config=ImageConfig,
     )

@@ -214,7 +214,7 @@ register_task(
         module_fn=module_fn,
         datamodule_fn=datamodule_fn,
         central_datamodule_fn=central_datamodule_fn,
-        metrics=("auroc",),
+        metrics=("auroc", *(f"auc-{label}" for label in LABELS)),
         models=list_models,
         config=ToxicConfig,
     )
