@@ -37,7 +37,7 @@ from tasks.audioset_data import (
 )
 from tasks.audioset_metrics import AUROC, D_PRIME, MAP, ClipScores, clip_bce
 from tasks.audioset_models import DEFAULT_MODEL, get_model, list_models
-from tasks.common import site_source
+from tasks.common import site_arguments, site_source
 
 OPTIMIZERS = ("adam", "sgd")
 ADAM_LR_WARN = 0.01  # above this lr-max, Adam diverges or stalls on these embeddings
@@ -164,21 +164,9 @@ def module_fn(run_config: Mapping[str, Any]) -> AudioSetTagger:
 
 def _datamodule(run_config: Mapping[str, Any], data_dir: str,
                 partition: tuple[int, int] | None) -> AudioSetDataModule:
-    config = RunConfig.from_dict(run_config)
     task = parse_section(AudioSetConfig, run_config)
-    partition_id, num_partitions = partition if partition is not None else (None, None)
-    return AudioSetDataModule(
-        data_dir=data_dir,
-        batch_size=config.batch_size,
-        train_set=task.audioset_train,
-        partition_id=partition_id,
-        num_partitions=num_partitions,
-        partitioning=config.partitioning,
-        dirichlet_alpha=config.dirichlet_alpha,
-        seed=config.seed,
-        max_samples=config.max_samples,
-        num_workers=config.num_workers,
-    )
+    return AudioSetDataModule(data_dir, train_set=task.audioset_train,
+                              **site_arguments(RunConfig.from_dict(run_config), partition))
 
 
 def datamodule_fn(context: Context) -> AudioSetDataModule:

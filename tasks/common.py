@@ -144,6 +144,15 @@ def validation_rows(num_samples: int, partition: tuple[int, int] | None, seed: i
     return np.sort(iid_partition(num_samples, partition[1], seed)[partition[0]])
 
 
+def site_arguments(config: RunConfig, partition: tuple[int, int] | None) -> dict[str, Any]:
+    """``SiteDataModule``'s arguments from the run config and a site's partition."""
+    partition_id, num_partitions = partition if partition is not None else (None, None)
+    return {"batch_size": config.batch_size, "partition_id": partition_id,
+            "num_partitions": num_partitions, "partitioning": config.partitioning,
+            "dirichlet_alpha": config.dirichlet_alpha, "seed": config.seed,
+            "max_samples": config.max_samples, "num_workers": config.num_workers}
+
+
 def make_loader(data: Dataset | None, stage: str, batch_size: int, shuffle: bool,
                 num_workers: int, **kwargs: Any) -> DataLoader:
     """A DataLoader over ``data``; asks for ``setup(stage)`` first when it is missing.
@@ -158,20 +167,42 @@ def make_loader(data: Dataset | None, stage: str, batch_size: int, shuffle: bool
 
 
 class SiteDataModule(pl.LightningDataModule):
-    """Base of the tasks' data modules: ``setup`` fills ``train_set``, ``val_set`` and
-    ``test_set``; the loaders are the same for every task.
+    """Base of the tasks' data modules: the arguments every site has, checked once, and the
+    loaders; a subclass's ``setup`` fills ``train_set``, ``val_set`` and ``test_set``.
 
     Parameters
     ----------
     batch_size : int
         Batch size of every loader.
+    partition_id : int | None
+        This site's simulation partition; ``None`` = use all its files (default: None).
+    num_partitions : int | None
+        Number of simulation partitions; required with ``partition_id`` (default: None).
+    partitioning : {'iid', 'dirichlet'}
+        How the training split is divided (default: ``'iid'``).
+    dirichlet_alpha : float
+        Concentration for ``dirichlet`` (default: 0.5).
+    seed : int
+        Seed of the caps, partitions, hold-outs and shuffling (default: 0).
+    max_samples : int
+        Cap on each split's size, applied before partitioning; 0 = all (default: 0).
     num_workers : int
         DataLoader worker processes (default: 0).
     """
 
-    def __init__(self, batch_size: int, num_workers: int = 0) -> None:
+    def __init__(self, batch_size: int, partition_id: int | None = None,
+                 num_partitions: int | None = None, partitioning: str = "iid",
+                 dirichlet_alpha: float = 0.5, seed: int = 0, max_samples: int = 0,
+                 num_workers: int = 0) -> None:
         super().__init__()
+        check_data_args(batch_size, partition_id, num_partitions, partitioning, max_samples)
         self.batch_size = batch_size
+        self.partition = (None if partition_id is None or num_partitions is None
+                          else (partition_id, num_partitions))
+        self.partitioning = partitioning
+        self.dirichlet_alpha = dirichlet_alpha
+        self.seed = seed
+        self.max_samples = max_samples
         self.num_workers = num_workers
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None

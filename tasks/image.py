@@ -28,7 +28,7 @@ from tasks import (
     image_zoo,  # noqa: F401  (registers the paper's models)
     register_task,
 )
-from tasks.common import SiteSource, site_source
+from tasks.common import SiteSource, site_arguments, site_source
 from tasks.image_data import IMAGE_SETS, ImageDataModule
 from tasks.image_folder import FolderDataModule, count_classes
 from tasks.image_models import DEFAULT_MODEL, list_models
@@ -117,11 +117,7 @@ def _datamodule(run_config: Mapping[str, Any], source: SiteSource) -> pl.Lightni
     image = parse_section(ImageConfig, run_config)
     # From the run config only, as in module_fn: the data must fit the model the server sent.
     dataset = resolve_dataset(image, config.data_dir)
-    partition_id, num_partitions = source.partition or (None, None)
-    common = {"batch_size": config.batch_size, "partition_id": partition_id,
-              "num_partitions": num_partitions, "partitioning": config.partitioning,
-              "dirichlet_alpha": config.dirichlet_alpha, "seed": config.seed,
-              "max_samples": config.max_samples, "num_workers": config.num_workers}
+    common = site_arguments(config, source.partition)
     if dataset == FOLDERS:
         return FolderDataModule(source.data_dir, image_size=image.image_size, **common)
     return ImageDataModule(source.data_dir, dataset=dataset, **common)

@@ -31,7 +31,6 @@ from tasks.common import (
     HOLD_OUT_FRACTION,
     SiteDataModule,
     cap_indices,
-    check_data_args,
     hold_out_indices,
     partition_rows,
     validation_rows,
@@ -138,15 +137,9 @@ class ImageDataModule(SiteDataModule):
         num_workers: int = 0,
         dataset: str = "fashion-mnist",
     ) -> None:
-        super().__init__(batch_size, num_workers)
-        check_data_args(batch_size, partition_id, num_partitions, partitioning, max_samples)
+        super().__init__(batch_size, partition_id, num_partitions, partitioning, dirichlet_alpha,
+                         seed, max_samples, num_workers)
         self.data_dir = data_dir
-        self.partition = (None if partition_id is None or num_partitions is None
-                          else (partition_id, num_partitions))
-        self.partitioning = partitioning
-        self.dirichlet_alpha = dirichlet_alpha
-        self.seed = seed
-        self.max_samples = max_samples
         self.images = IMAGE_SETS[dataset]
         self.train_set: Dataset | None = None
         self.val_set: TensorDataset | None = None

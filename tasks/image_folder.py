@@ -25,7 +25,6 @@ from tasks.common import (
     HOLD_OUT_FRACTION,
     SiteDataModule,
     cap_indices,
-    check_data_args,
     hold_out_indices,
     partition_rows,
     validation_rows,
@@ -97,14 +96,10 @@ class FolderDataModule(SiteDataModule):
                  partition_id: int | None = None, num_partitions: int | None = None,
                  partitioning: str = "iid", dirichlet_alpha: float = 0.5, seed: int = 0,
                  max_samples: int = 0, num_workers: int = 0) -> None:
-        super().__init__(batch_size, num_workers)
-        check_data_args(batch_size, partition_id, num_partitions, partitioning, max_samples)
+        super().__init__(batch_size, partition_id, num_partitions, partitioning, dirichlet_alpha,
+                         seed, max_samples, num_workers)
         self.root = Path(data_dir)
         self.image_size = image_size
-        self.partition = (None if partition_id is None or num_partitions is None
-                          else (partition_id, num_partitions))
-        self.partitioning, self.dirichlet_alpha = partitioning, dirichlet_alpha
-        self.seed, self.max_samples = seed, max_samples
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None

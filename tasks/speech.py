@@ -34,7 +34,7 @@ from tasks.common import (
     HOLD_OUT_FRACTION,
     SiteDataModule,
     cap_indices,
-    check_data_args,
+    site_arguments,
     site_source,
     validation_rows,
 )
@@ -176,13 +176,10 @@ class SpeechDataModule(SiteDataModule):
                  partition_id: int | None = None, num_partitions: int | None = None,
                  partitioning: str = "iid", dirichlet_alpha: float = 0.5, seed: int = 0,
                  max_samples: int = 0, num_workers: int = 0) -> None:
-        super().__init__(batch_size, num_workers)
-        check_data_args(batch_size, partition_id, num_partitions, partitioning, max_samples)
+        super().__init__(batch_size, partition_id, num_partitions, partitioning, dirichlet_alpha,
+                         seed, max_samples, num_workers)
         self.root = Path(data_dir).expanduser()
-        self.batch_size, self.speech = batch_size, speech or SpeechConfig()
-        self.partition_id, self.num_partitions = partition_id, num_partitions
-        self.partitioning, self.dirichlet_alpha = partitioning, dirichlet_alpha
-        self.seed, self.max_samples = seed, max_samples
+        self.speech = speech or SpeechConfig()
         self._files: dict[str, list[str]] | None = None
         self.train_set: ClipDataset | None = None
         self.val_set: ClipDataset | None = None
@@ -225,7 +222,7 @@ class SpeechDataModule(SiteDataModule):
                 "speakers instead", self.root, round(100 * HOLD_OUT_FRACTION))
             rest, held = speaker_hold_out(train, HOLD_OUT_FRACTION, self.seed)
             train, val = train.take(rest), train.take(held)
-        partition = self._partition()
+        partition = self.partition
         train = train.take(site_rows(train, partition, self.partitioning, self.dirichlet_alpha,
                                      self.seed))
         val = val.take(validation_rows(len(val), partition, self.seed))
@@ -237,15 +234,11 @@ class SpeechDataModule(SiteDataModule):
         files = tuple(path for path in index.paths if path is not None)
         root, rate = str(self.root), self.speech.speech_sample_rate
         samples = self.speech.clip_samples
-        salt = 31 * SPLITS.index(split) + (self.partition_id or 0)
+        salt = 31 * SPLITS.index(split) + (self.partition[0] if self.partition else 0)
         return ClipDataset(load_clips(root, files, rate, samples), torch.from_numpy(index.labels),
                            load_background(root, rate, samples), augmentation,
                            seed=self.seed * 7919 + salt)
 
-    def _partition(self) -> tuple[int, int] | None:
-        if self.partition_id is None or self.num_partitions is None:
-            return None
-        return self.partition_id, self.num_partitions
 
 
 def module_fn(run_config: Mapping[str, Any]) -> KeywordSpotter:
@@ -264,14 +257,8 @@ def module_fn(run_config: Mapping[str, Any]) -> KeywordSpotter:
 
 def _datamodule(run_config: Mapping[str, Any], data_dir: str,
                 partition: tuple[int, int] | None) -> SpeechDataModule:
-    config = RunConfig.from_dict(run_config)
-    partition_id, num_partitions = partition if partition is not None else (None, None)
-    return SpeechDataModule(
-        data_dir, config.batch_size, parse_section(SpeechConfig, run_config),
-        partition_id=partition_id, num_partitions=num_partitions,
-        partitioning=config.partitioning, dirichlet_alpha=config.dirichlet_alpha,
-        seed=config.seed, max_samples=config.max_samples, num_workers=config.num_workers,
-    )
+    return SpeechDataModule(data_dir, speech=parse_section(SpeechConfig, run_config),
+                            **site_arguments(RunConfig.from_dict(run_config), partition))
 
 
 def datamodule_fn(context: Context) -> SpeechDataModule:

@@ -23,7 +23,7 @@ from torchmetrics.utilities import dim_zero_cat
 from colearn_fl.config import RunConfig, parse_section
 from colearn_fl.errors import ConfigError
 from tasks import Task, register_task
-from tasks.common import site_source
+from tasks.common import site_arguments, site_source
 from tasks.toxic_csv import DEFAULT_DATA_DIR, LABELS, has_test_split
 from tasks.toxic_data import ToxicDataModule
 from tasks.toxic_models import DEFAULT_MODEL, get_model, list_models
@@ -176,22 +176,9 @@ def _encoder(section: ToxicConfig) -> TextEncoder:
 
 def _datamodule(run_config: Mapping[str, Any], data_dir: str,
                 partition: tuple[int, int] | None) -> ToxicDataModule:
-    config = RunConfig.from_dict(run_config)
     section = parse_section(ToxicConfig, run_config)
-    partition_id, num_partitions = partition if partition is not None else (None, None)
-    return ToxicDataModule(
-        data_dir=data_dir,
-        batch_size=config.batch_size,
-        encoder=_encoder(section),
-        seq_len=section.seq_len,
-        partition_id=partition_id,
-        num_partitions=num_partitions,
-        partitioning=config.partitioning,
-        dirichlet_alpha=config.dirichlet_alpha,
-        seed=config.seed,
-        max_samples=config.max_samples,
-        num_workers=config.num_workers,
-    )
+    return ToxicDataModule(data_dir, encoder=_encoder(section), seq_len=section.seq_len,
+                           **site_arguments(RunConfig.from_dict(run_config), partition))
 
 
 def datamodule_fn(context: Context) -> ToxicDataModule:

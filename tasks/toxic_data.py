@@ -24,7 +24,6 @@ from tasks.common import (
     HOLD_OUT_FRACTION,
     SiteDataModule,
     cap_indices,
-    check_data_args,
     hold_out_indices,
     partition_rows,
     validation_rows,
@@ -91,17 +90,11 @@ class ToxicDataModule(SiteDataModule):
         max_samples: int = 0,
         num_workers: int = 0,
     ) -> None:
-        super().__init__(batch_size, num_workers)
-        check_data_args(batch_size, partition_id, num_partitions, partitioning, max_samples)
+        super().__init__(batch_size, partition_id, num_partitions, partitioning, dirichlet_alpha,
+                         seed, max_samples, num_workers)
         self.data_dir = data_dir
         self.encoder = encoder
         self.seq_len = seq_len
-        self.partition_id = partition_id
-        self.num_partitions = num_partitions
-        self.partitioning = partitioning
-        self.dirichlet_alpha = dirichlet_alpha
-        self.seed = seed
-        self.max_samples = max_samples
         self.train_set: TensorDataset | None = None
         self.val_set: TensorDataset | None = None
         self.test_set: TensorDataset | None = None
@@ -116,12 +109,12 @@ class ToxicDataModule(SiteDataModule):
             train, test = self._raw_splits(need_train=fit)
             if fit:
                 assert train is not None  # need_train=True always reads it
-                rows = partition_rows(representative_class(train.labels), self._partition(),
+                rows = partition_rows(representative_class(train.labels), self.partition,
                                       self.partitioning, self.dirichlet_alpha, self.seed)
                 self.train_set = self._encode(train.take(rows))
             if self.val_set is None:
                 self.val_set = self._encode(
-                    test.take(validation_rows(len(test), self._partition(), self.seed)))
+                    test.take(validation_rows(len(test), self.partition, self.seed)))
         elif stage in ("test", "predict") and self.test_set is None:
             self.test_set = self._encode(self._raw_splits(need_train=False)[1])
 
@@ -144,9 +137,5 @@ class ToxicDataModule(SiteDataModule):
         ids = encode_cached(self.encoder, comments.texts, self.seq_len)
         return TensorDataset(ids, torch.from_numpy(comments.labels.astype(np.float32)))
 
-    def _partition(self) -> tuple[int, int] | None:
-        if self.partition_id is None or self.num_partitions is None:
-            return None
-        return self.partition_id, self.num_partitions
 
 

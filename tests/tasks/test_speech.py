@@ -88,7 +88,7 @@ def test_datamodule_fn_simulation_partition(tmp_path: Path) -> None:
     data = datamodule_fn(context)
 
     # Assert
-    assert (data.partition_id, data.num_partitions, data.partitioning) == (1, 2, "dirichlet")
+    assert (data.partition, data.partitioning) == ((1, 2), "dirichlet")
     assert (data.batch_size, data.seed, data.root) == (32, 5, tmp_path)
     assert data.speech.speech_unknown_percentage == 20.0
 
@@ -102,7 +102,7 @@ def test_datamodule_fn_node_data_dir_wins(tmp_path: Path) -> None:
     data = datamodule_fn(context)
 
     # Assert: a deployment site uses all of its own files
-    assert data.root == tmp_path and data.partition_id is None
+    assert data.root == tmp_path and data.partition is None
 
 
 def test_central_data_is_the_testing_split_or_none(tmp_path: Path) -> None:
@@ -116,7 +116,7 @@ def test_central_data_is_the_testing_split_or_none(tmp_path: Path) -> None:
 
     # Assert: 2 testing speakers -> 20 keyword, 2 unknown, 2 silence clips
     assert absent is None
-    assert central.partition_id is None and len(central.test_set) == 24
+    assert central.partition is None and len(central.test_set) == 24
     assert central.train_set is None  # the server decodes only the testing split
 
 

@@ -228,7 +228,7 @@ def test_datamodule_fn_node_data_dir_wins(tmp_path: Path) -> None:
     data = datamodule_fn(context)
 
     # Assert: a deployment site uses all of its own files
-    assert data.data_dir == str(tmp_path) and data.partition_id is None
+    assert data.data_dir == str(tmp_path) and data.partition is None
     assert data.seq_len == 9 and data.encoder.vocab_size == 20000
 
 
