@@ -240,25 +240,11 @@ class AudioSetDataModule(SiteDataModule):
     ----------
     data_dir : str
         Folder with the packed files (see the module docstring).
-    batch_size : int
-        Batch size of every loader.
     train_set : {'bal_train', 'unbal_train', 'both'}
         Which training files are used (default: ``'bal_train'``).
-    partition_id : int | None
-        This site's simulation partition; ``None`` = use all the files (default: None).
-    num_partitions : int | None
-        Number of simulation partitions; required with ``partition_id`` (default: None).
-    partitioning : {'iid', 'dirichlet'}
-        How the training rows are divided; ``dirichlet`` skews by each clip's first positive
-        class (default: ``'iid'``).
-    dirichlet_alpha : float
-        Concentration for ``dirichlet`` (default: 0.5).
-    seed : int
-        Seed of the subsets, partitions and hold-out (default: 0).
-    max_samples : int
-        Cap on each split's size, applied before partitioning; 0 = all (default: 0).
-    num_workers : int
-        DataLoader worker processes (default: 0).
+    batch_size, partition_id, num_partitions, partitioning, dirichlet_alpha, seed, max_samples
+        As in ``tasks.common.SiteDataModule`` (the arguments every site has); so is
+        ``num_workers``.
     """
 
     def __init__(self, data_dir: str, batch_size: int, train_set: str = "bal_train",

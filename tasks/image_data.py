@@ -104,22 +104,9 @@ class ImageDataModule(SiteDataModule):
     ----------
     data_dir : str
         Directory with the data set's files.
-    batch_size : int
-        Batch size of every loader.
-    partition_id : int | None
-        This site's simulation partition; ``None`` = use all the files (default: None).
-    num_partitions : int | None
-        Number of simulation partitions; required with ``partition_id`` (default: None).
-    partitioning : {'iid', 'dirichlet'}
-        How the training split is divided (default: ``'iid'``).
-    dirichlet_alpha : float
-        Concentration for ``dirichlet`` (default: 0.5).
-    seed : int
-        Seed of the subsets, partitions, hold-out and shuffling (default: 0).
-    max_samples : int
-        Cap on each split's size, applied before partitioning; 0 = all (default: 0).
-    num_workers : int
-        DataLoader worker processes (default: 0).
+    batch_size, partition_id, num_partitions, partitioning, dirichlet_alpha, seed, max_samples
+        As in ``tasks.common.SiteDataModule`` (the arguments every site has); so is
+        ``num_workers``.
     dataset : str
         Key of ``IMAGE_SETS`` (default: ``'fashion-mnist'``).
     """
@@ -146,20 +133,25 @@ class ImageDataModule(SiteDataModule):
         self.test_set: TensorDataset | None = None
 
     def setup(self, stage: str) -> None:
-        """Load, cap, split and normalise once; later calls reuse the tensors."""
-        if stage in ("fit", "validate") and self.train_set is None:
-            train, test = self._raw_splits(need_train=True)
+        """Load, cap, split and normalise once; later calls reuse the tensors.
+
+        Only ``fit`` loads and partitions the training split; ``validate`` (a site's evaluate
+        round) and ``test`` (the server) read the test split alone when there are test files.
+        """
+        need_train = stage == "fit" and self.train_set is None
+        if need_train or self.test_set is None:
+            train, test = self._raw_splits(need_train)
             if self.test_set is None:
                 self.test_set = self._normalise(test)
-            assert train is not None  # _raw_splits(need_train=True) always loads it
-            rows = partition_rows(train[1].numpy(), self.partition, self.partitioning,
-                                  self.dirichlet_alpha, self.seed)
-            self.train_set = self._training(_take(train, rows))
+            if need_train:
+                assert train is not None  # _raw_splits(need_train=True) always loads it
+                rows = partition_rows(train[1].numpy(), self.partition, self.partitioning,
+                                      self.dirichlet_alpha, self.seed)
+                self.train_set = self._training(_take(train, rows))
+        if stage in ("fit", "validate") and self.val_set is None:
             index = torch.from_numpy(validation_rows(len(self.test_set), self.partition,
                                                      self.seed))
             self.val_set = TensorDataset(*(t[index] for t in self.test_set.tensors))
-        elif stage in ("test", "predict") and self.test_set is None:
-            self.test_set = self._normalise(self._raw_splits(need_train=False)[1])
 
     def _raw_splits(self, need_train: bool) -> tuple[Images | None, Images]:
         """(train, test) after the ``max-samples`` cap; test = hold-out if no test files."""

@@ -14,6 +14,7 @@ Images are read from disk as they are drawn: use ``num-workers`` to decode in pa
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -74,22 +75,11 @@ class FolderDataModule(SiteDataModule):
     ----------
     data_dir : str
         Directory with ``train/`` and (optionally at a site) ``val/``.
-    batch_size : int
-        Batch size of every loader.
     image_size : int
         Side of the square crops the model sees (default: 224).
-    partition_id, num_partitions : int | None
-        This site's simulation partition, or ``None`` for all its files (default: None).
-    partitioning : {'iid', 'dirichlet'}
-        How the training images are divided (default: ``'iid'``).
-    dirichlet_alpha : float
-        Concentration for ``dirichlet`` (default: 0.5).
-    seed : int
-        Seed of the subsets, partitions and hold-out (default: 0).
-    max_samples : int
-        Cap on each split's size, before partitioning; 0 = all (default: 0).
-    num_workers : int
-        DataLoader processes decoding images (default: 0).
+    batch_size, partition_id, num_partitions, partitioning, dirichlet_alpha, seed, max_samples
+        As in ``tasks.common.SiteDataModule`` (the arguments every site has); so is
+        ``num_workers``.
     """
 
     def __init__(self, data_dir: str, batch_size: int, image_size: int = 224,
@@ -120,8 +110,8 @@ class FolderDataModule(SiteDataModule):
             _check_same_classes(train, test.dataset)  # type: ignore[attr-defined]
         else:
             rest, held = hold_out_indices(len(rows), HOLD_OUT_FRACTION, self.seed)
-            as_eval = datasets.ImageFolder(str(self.root / "train"),
-                                           transform=eval_transform(self.image_size))
+            as_eval = copy.copy(train)  # the same file index, seen without augmentation
+            as_eval.transform = eval_transform(self.image_size)
             test = Subset(as_eval, rows[held].tolist())
             rows = rows[rest]
         labels = np.asarray(train.targets)[rows]

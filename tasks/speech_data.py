@@ -38,7 +38,7 @@ DOWNLOAD_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz
 SYNTHETIC_MARKER = "SYNTHETIC_SPEECH.txt"  # written by ``colearn speech-demo``
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # ~134M, TensorFlow's constant in which_set
 # Decoded splits kept per process: training + validation of 4 sites, as when one Ray actor
-# serves the default 4-site simulation (about 1.3 GB for the real data set split 4 ways).
+# serves the default 4-site simulation (an estimated 1.3 GB for the real data split 4 ways).
 DECODED_CACHE_SIZE = 8
 
 

@@ -53,27 +53,13 @@ class ToxicDataModule(SiteDataModule):
     ----------
     data_dir : str
         Directory with ``train.csv`` and optionally ``test.csv`` + ``test_labels.csv``.
-    batch_size : int
-        Batch size of every loader.
     encoder : TextEncoder
         Turns comment texts into ids (``tasks.toxic_text.build_encoder``).
     seq_len : int
         Tokens per comment after truncation or padding.
-    partition_id : int | None
-        This site's simulation partition; ``None`` = use all the files (default: None).
-    num_partitions : int | None
-        Number of simulation partitions; required with ``partition_id`` (default: None).
-    partitioning : {'iid', 'dirichlet'}
-        How ``train.csv`` is divided (default: ``'iid'``).
-    dirichlet_alpha : float
-        Concentration for ``dirichlet`` (default: 0.5).
-    seed : int
-        Seed of the caps, partitions, hold-out and shuffling (default: 0).
-    max_samples : int
-        Cap on each split's size (test: scored rows), before partitioning; 0 = all
-        (default: 0).
-    num_workers : int
-        DataLoader worker processes (default: 0).
+    batch_size, partition_id, num_partitions, partitioning, dirichlet_alpha, seed, max_samples
+        As in ``tasks.common.SiteDataModule`` (the arguments every site has); so is
+        ``num_workers``.
     """
 
     def __init__(

@@ -206,3 +206,30 @@ def test_server_evaluates_on_all_of_val(tmp_path: Path) -> None:
     # Assert
     assert len(central.test_set) == 6 and images.shape[-1] == 16
     assert central.train_set is None  # the server does not index the training images
+
+
+def test_held_out_folder_images_are_not_augmented(tmp_path: Path) -> None:
+    # Prepare: no val/, so validation is a hold-out of train/
+    data = FolderDataModule(str(write_folders(tmp_path, per_class=10, with_val=False)),
+                            batch_size=4, image_size=16)
+
+    # Execute
+    data.setup("fit")
+
+    # Assert: training draws augmented crops, the hold-out the deterministic eval transform
+    held = data.val_set.dataset.dataset
+    assert held.transform is not data.train_set.dataset.transform
+    assert torch.equal(data.val_set[0][0], data.val_set[0][0])
+    assert held.samples is data.train_set.dataset.samples  # one scan of train/
+
+
+def test_an_evaluate_round_reads_only_the_test_split(tmp_path: Path) -> None:
+    # Prepare
+    data = ImageDataModule(str(write_cifar(tmp_path)), batch_size=4, partition_id=0,
+                           num_partitions=2, dataset="cifar10")
+
+    # Execute: what a site's evaluate round asks for
+    data.setup("validate")
+
+    # Assert: its half of the 20 test images, and no training split loaded
+    assert len(data.val_set) == 10 and data.train_set is None
