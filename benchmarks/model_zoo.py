@@ -20,8 +20,8 @@ import time
 import torch
 
 from colearn_fl.arrays import count_bytes, state_dict_to_arrays
-from tasks.image_models import list_models
-from tasks.image_module import ImageClassifier
+from tasks.image.models import list_models
+from tasks.image.module import ImageClassifier
 
 SITE_EPOCH_IMAGES = 50_000 // 4
 PAPER_MODELS = ("vgg-19-bn", "resnet-152", "densenet-40", "inception-v4", "inception-resnet-v2",

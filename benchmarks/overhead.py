@@ -19,23 +19,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 
-from colearn_fl.baselines import site_context
 from colearn_fl.callback import ServerSchedule
 from colearn_fl.config import RunConfig
 from colearn_fl.server import central_evaluator
 from colearn_fl.simulation import simulate
+from colearn_fl.task_adapter import TaskAdapter
+from colearn_fl.trainer import make_trainer
 from strategies import CoLearn
-from tasks import get_task
 
 
 def local_colearning(run_config: dict[str, Any], sites: int) -> float:
     """Co-learning as a plain in-process loop (no Flower); returns its wall time in seconds."""
     start = time.monotonic()
     config = RunConfig.from_dict(run_config)
-    task, schedule = get_task(config.task), CoLearn(
+    task, schedule = TaskAdapter.named(config.task), CoLearn(
         lr_schedule=config.lr_schedule, lr_max=config.lr_max, lr_min=config.lr_min,
         epochs_schedule=config.epochs_schedule, epochs_initial=config.epochs_initial,
         epochs_mult=config.epochs_mult)
@@ -48,12 +47,10 @@ def local_colearning(run_config: dict[str, Any], sites: int) -> float:
         for site in range(sites):
             module = task.module_fn(run_config)
             module.load_state_dict(global_state)
-            data = task.datamodule_fn(site_context(run_config, site, sites))
-            trainer = pl.Trainer(
-                max_epochs=sent["local-epochs"], accelerator="auto", devices=1, logger=False,
-                enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0,
-                num_sanity_val_steps=0, enable_progress_bar=False,
-                callbacks=[ServerSchedule(sent["lr-schedule"], sent["lr-max"], sent["lr-min"])])
+            data = task.site_datamodule(run_config, (site, sites))
+            cycle = ServerSchedule(sent["lr-schedule"], sent["lr-max"], sent["lr-min"])
+            trainer = make_trainer(config.precision, [cycle], sent["local-epochs"],
+                                   progress_bar=False)
             trainer.fit(module, datamodule=data)
             states.append(module.state_dict())
             weights.append(len(data.train_dataloader().dataset))

@@ -2,7 +2,7 @@
 
 Both read the ``task`` run-config key and run that registered task's model and data through
 the same code path a user's own app takes (``train_round``, ``evaluate_round``,
-``run_colearning``) and the same DP clipping mod (``colearn_fl.privacy.clipping_mod``).
+``run_colearning``) and the same DP clipping mod (``colearn_fl.dp_mod.clipping_mod``).
 """
 
 from __future__ import annotations
@@ -12,18 +12,17 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from colearn_fl.client import evaluate_round, train_round
-from colearn_fl.config import RunConfig
-from colearn_fl.privacy import clipping_mod
+from colearn_fl.dp_mod import clipping_mod
 from colearn_fl.server import run_colearning
-from tasks import Task, get_task
+from colearn_fl.task_adapter import TaskAdapter
 
 client = ClientApp(mods=[clipping_mod])  # central DP clipping when dp-noise-multiplier > 0
 server = ServerApp()
 
 
-def task_of(context: Context) -> Task:
-    """The registered task the run config names."""
-    return get_task(RunConfig.from_dict(context.run_config).task)
+def task_of(context: Context) -> TaskAdapter:
+    """The registered task the run config names, with its factories in Flower's form."""
+    return TaskAdapter.of_run(context.run_config)
 
 
 @client.train()

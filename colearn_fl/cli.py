@@ -1,4 +1,4 @@
-"""The ``colearn`` command: what ``flwr run`` does not do (baselines, comparisons, listings).
+"""The ``colearn`` command: what ``flwr run`` does not do (comparisons, listings, deployment files).
 
 ``colearn compare`` runs vanilla, ensemble, FedAvg and co-learning on the same sites at equal
 budget and writes a table and a plot; ``colearn tasks`` lists the tasks and their models;
@@ -15,6 +15,7 @@ from pathlib import Path
 from flwr.common.config import parse_config_args
 
 from colearn_fl.errors import ColearnError
+from tasks.partition import PARTITIONINGS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp = commands.add_parser("compare", help="vanilla / ensemble / FedAvg / co-learning table")
     cmp.add_argument("--task", default="image")
     cmp.add_argument("--sites", type=int, default=4)
-    cmp.add_argument("--partitioning", default="iid", choices=["iid", "dirichlet"])
+    cmp.add_argument("--partitioning", default="iid", choices=PARTITIONINGS)
     cmp.add_argument("--dirichlet-alpha", type=float, default=0.5)
     cmp.add_argument("--rounds", type=int, default=None,
                      help="co-learning rounds (default: num-server-rounds)")
@@ -80,7 +81,7 @@ def _add_deploy(commands: argparse._SubParsersAction) -> None:
     shards.add_argument("--max-samples", type=int, default=0,
                         help="cap on each site's train and test images (0 = its whole share)")
     shards.add_argument("--seed", type=int, default=0)
-    shards.add_argument("--partitioning", default="iid", choices=["iid", "dirichlet"])
+    shards.add_argument("--partitioning", default="iid", choices=PARTITIONINGS)
     shards.add_argument("--dirichlet-alpha", type=float, default=0.5)
     shards.set_defaults(handler=_deploy_shards)
 
@@ -88,14 +89,16 @@ def _add_deploy(commands: argparse._SubParsersAction) -> None:
 def _tasks(args: argparse.Namespace) -> int:
     """Each task's metrics and models, with the paper's Table 1 volume column per model."""
     from colearn_fl.arrays import count_bytes, state_dict_to_arrays
+    from colearn_fl.task_adapter import TaskAdapter
     from colearn_fl.transport import encode
-    from tasks import get_task, list_tasks
+    from tasks import list_tasks
 
     print("task | model | parameters | MB per site per round (down + up): float32 / float16")
     for name in list_tasks():
-        task = get_task(name)
+        adapter = TaskAdapter.named(name)
+        task = adapter.task
         for model in task.models():
-            module = task.module_fn({"task": name, "model": model})
+            module = adapter.module_fn({"task": name, "model": model})
             arrays = state_dict_to_arrays(module.state_dict())
             params = sum(p.numel() for p in module.parameters())
             full, half = count_bytes(arrays), count_bytes(encode(arrays, "float16"))
@@ -122,7 +125,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _speech_demo(args: argparse.Namespace) -> int:
-    from tasks.speech_synth import synthesize_speech_commands
+    from tasks.speech.synth import synthesize_speech_commands
 
     print(synthesize_speech_commands(args.out, args.per_word))
     return 0

@@ -14,21 +14,22 @@ from pytorch_lightning.loggers import CSVLogger
 
 from colearn_fl.arrays import arrays_to_state_dict
 from colearn_fl.callback import RoundStats, ServerSchedule
-from colearn_fl.config import (
+from colearn_fl.config import RunConfig
+from colearn_fl.dp_mod import clipping_mod
+from colearn_fl.errors import ConfigError
+from colearn_fl.results import run_folder
+from colearn_fl.task_adapter import PARTITION_ID
+from colearn_fl.trainer import make_trainer
+from colearn_fl.transport import encode_like
+from strategies.wire import (
     LOCAL_EPOCHS,
     LR_MAX,
     LR_MIN,
     LR_SCHEDULE,
     NUM_EXAMPLES,
-    PARTITION_ID,
     SERVER_ROUND,
     TRAIN_LOSS,
-    RunConfig,
 )
-from colearn_fl.errors import ConfigError
-from colearn_fl.privacy import clipping_mod
-from colearn_fl.results import run_folder
-from colearn_fl.transport import encode_like
 
 ModuleFn = Callable[[dict[str, Any]], pl.LightningModule]
 DataModuleFn = Callable[[Context], pl.LightningDataModule]
@@ -50,7 +51,7 @@ def client_app(
         simulation partition).
     mods : list of Flower mods, optional
         Flower client mods wrapped around both handlers, outermost first. They run outside
-        colearn-fl's DP clipping mod (``colearn_fl.privacy.clipping_mod``, a pass-through
+        colearn-fl's DP clipping mod (``colearn_fl.dp_mod.clipping_mod``, a pass-through
         unless ``dp-noise-multiplier > 0``), so they see each reply exactly as it leaves the
         site.
 
@@ -132,29 +133,13 @@ def _trainer(
     context: Context, run: RunConfig, server_round: int, callbacks: list[pl.Callback],
     epochs: int = 0,
 ) -> pl.Trainer:
-    """A Trainer for one round at this site (CPU or GPU chosen automatically).
-
-    ``epochs=0`` builds an evaluation-only Trainer; training Trainers skip validation, which
-    the server asks for separately.
-    """
+    """A Trainer for one round at this site, logging to the run folder's ``sites/``."""
     logger = CSVLogger(
         save_dir=run_folder(run, context.run_id) / "sites",
         name=f"site-{_site(context)}",
         version=f"round-{server_round}-{'train' if epochs else 'evaluate'}",
     )
-    return pl.Trainer(
-        max_epochs=max(epochs, 1),
-        accelerator="auto",
-        devices=1,
-        precision=run.precision,
-        callbacks=callbacks,
-        logger=logger,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0 if epochs else None,
-        default_root_dir=str(logger.save_dir),
-    )
+    return make_trainer(run.precision, callbacks, epochs, logger=logger)
 
 
 def _site(context: Context) -> int:

@@ -3,14 +3,13 @@
 Every method uses the same sites (partitioning, seed), the same model and the same total
 budget of sample-epochs B = (sum of co-learning's per-round epochs) x (pooled training size).
 The federated methods run through ``simulate`` — the same ServerApp/ClientApp code path as
-``flwr run`` — and FedAvg is ``CoLearn`` with a constant LR and fixed epochs
-(../shared/PROTOCOL.md). Writes ``comparison.md``, ``comparison.csv`` and ``comparison.png``.
+``flwr run`` — and FedAvg is ``CoLearn`` with a constant LR and fixed epochs (docs/protocol.md:
+how methods are compared). Writes ``comparison.md``, ``comparison.csv`` and ``comparison.png``.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import platform
 import time
 from dataclasses import dataclass, field
@@ -19,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from colearn_fl.arrays import count_bytes, state_dict_to_arrays
-from colearn_fl.baselines import ensemble, site_context, vanilla
 from colearn_fl.config import RunConfig
 from colearn_fl.errors import ConfigError
+from colearn_fl.nonfederated import ensemble, vanilla
+from colearn_fl.results import read_history
 from colearn_fl.simulation import simulate
+from colearn_fl.task_adapter import TaskAdapter
 from strategies.schedules import local_epochs
-from tasks import get_task
 
 METHODS = ("vanilla", "ensemble", "fedavg", "fedavg-1", "colearn")
 
@@ -54,11 +54,11 @@ def compare(base: dict[str, Any], sites: int, methods: tuple[str, ...], fedavg_l
     base = {**base, "output-dir": str(folder), "fraction-train": 1.0, "fraction-evaluate": 0.0}
     epochs = [local_epochs(config.epochs_schedule, r, config.epochs_initial, config.epochs_mult,
                            config.epochs_step) for r in range(1, config.num_server_rounds + 1)]
-    total_epochs, task = sum(epochs), get_task(config.task)
-    if "accuracy" not in task.metrics:
+    total_epochs, task = sum(epochs), TaskAdapter.named(config.task)
+    if "accuracy" not in task.task.metrics:
         # The table, the curves and the ensemble's arg-max vote are single-label accuracy.
         raise ConfigError(f"colearn compare scores methods by accuracy; task={config.task!r} "
-                          f"reports {', '.join(task.metrics)}. Use task='image' or 'speech', "
+                          f"reports {', '.join(task.task.metrics)}. Use task='image' or 'speech', "
                           "or run the federated methods with flwr run and compare history.json.")
     fedavg = {"lr-schedule": "constant", "lr-max": fedavg_lr, "lr-min": fedavg_lr}
     runs: dict[str, dict[str, Any]] = {
@@ -80,7 +80,7 @@ def compare(base: dict[str, Any], sites: int, methods: tuple[str, ...], fedavg_l
                                         out.sample_epochs, sites * model_bytes, curve=out.curve))
         else:
             run = {**base, **runs[method], "run-name": method}
-            pooled = pooled if pooled else _pooled_size(base)
+            pooled = pooled if pooled else _pooled_size(task, base)
             results.append(_federated(method, run, sites, cpus_per_site, pooled))
     write_comparison(folder, results, base, sites, fedavg_lr)
     return results
@@ -92,7 +92,7 @@ def _federated(method: str, run: dict[str, Any], sites: int, cpus_per_site: floa
     start = time.monotonic()
     folder = simulate(run, num_sites=sites, cpus_per_site=cpus_per_site)
     wall = time.monotonic() - start
-    rows = json.loads((folder / "history.json").read_text())["rounds"]
+    rows = read_history(folder)
     trained = [r for r in rows if r.get("local-epochs")]
     curve, budget = [(0, rows[0]["central-accuracy"])], 0
     for row in trained:
@@ -104,16 +104,16 @@ def _federated(method: str, run: dict[str, Any], sites: int, cpus_per_site: floa
                         mb_per_round=sent / len(trained) / 1e6, curve=curve)
 
 
-def _pooled_size(run: dict[str, Any]) -> int:
-    """Training examples over all sites (the pooled data of the vanilla baseline)."""
-    data = get_task(RunConfig.from_dict(run).task).datamodule_fn(site_context(run, None, 1))
+def _pooled_size(task: TaskAdapter, run: dict[str, Any]) -> int:
+    """Training examples over all sites (the pooled data of the vanilla method)."""
+    data = task.site_datamodule(run, partition=None)
     data.prepare_data()
     data.setup("fit")
     return len(data.train_dataloader().dataset)
 
 
-def _model_bytes(task: Any, run: dict[str, Any]) -> int:
-    return count_bytes(state_dict_to_arrays(task.module_fn(dict(run)).state_dict()))
+def _model_bytes(task: TaskAdapter, run: dict[str, Any]) -> int:
+    return count_bytes(state_dict_to_arrays(task.module_fn(run).state_dict()))
 
 
 def write_comparison(folder: Path, results: list[MethodResult], base: dict[str, Any],

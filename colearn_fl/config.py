@@ -1,5 +1,7 @@
 """Run-config keys, defined once, parsed and validated once into a frozen dataclass.
 
+(The wire keys live in ``strategies.wire``; the node-config keys in ``colearn_fl.task_adapter``.)
+
 Every key is kebab-case on the wire and in ``pyproject.toml``; the dataclass fields are the same
 names in snake_case. ``RunConfig.from_dict`` is the only place that reads raw run-config values:
 below it, code receives plain, validated arguments.
@@ -16,24 +18,10 @@ from typing import Any, Literal, TypeVar
 from colearn_fl.errors import ConfigError
 from colearn_fl.transport import TRANSPORT_DTYPES
 from strategies.schedules import validate_epochs, validate_lr_cycle
-
-# Wire keys (server -> site, every training round; DESIGN.md section 2).
-LOCAL_EPOCHS = "local-epochs"
-LR_SCHEDULE = "lr-schedule"
-LR_MAX = "lr-max"
-LR_MIN = "lr-min"
-SERVER_ROUND = "server-round"
-# Reply metric keys (site -> server).
-NUM_EXAMPLES = "num-examples"
-TRAIN_LOSS = "train-loss"
-# Node-config keys (per SuperNode; simulation sets the partition keys).
-DATA_DIR = "data-dir"
-PARTITION_ID = "partition-id"
-NUM_PARTITIONS = "num-partitions"
+from tasks.partition import check_partitioning
 
 T = TypeVar("T")
 
-PARTITIONINGS = ("iid", "dirichlet")
 # Lightning Trainer precisions a site may train in (``precision`` key).
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
 
@@ -99,7 +87,7 @@ class RunConfig:
         validate_lr_cycle(self.lr_schedule, self.lr_max, self.lr_min)
         validate_epochs(self.epochs_schedule, self.epochs_initial, self.epochs_mult,
                         self.epochs_step)
-        _one_of("partitioning", self.partitioning, PARTITIONINGS)
+        check_partitioning(self.partitioning)
         _one_of("transport-dtype", self.transport_dtype, TRANSPORT_DTYPES)
         _one_of("precision", self.precision, PRECISIONS)
         _positive("num-server-rounds", self.num_server_rounds)

@@ -11,7 +11,7 @@ What flwr 1.41 reads (checked in its source):
   (``load_ssh_private_key``); ``flwr supernode register KEY.pub`` takes the OpenSSH public key
   of a NIST curve (``ssh-keygen -t ecdsa -b 384`` writes the same pair).
 - A SuperNode started with ``--node-config "data-dir='...'"`` trains on every file of that
-  folder (``tasks/image.py``), so each site gets a folder holding only its own shard.
+  folder (``tasks/image/``), so each site gets a folder holding only its own shard.
 """
 
 from __future__ import annotations
@@ -29,7 +29,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from colearn_fl.errors import ConfigError, DataError
-from colearn_fl.partition import PARTITIONINGS, Partitioning, iid_partition, partition_indices
+from tasks.partition import (
+    Partitioning,
+    check_partitioning,
+    iid_partition,
+    partition_indices,
+)
 
 CA_CERT, CA_KEY = "ca.crt", "ca.key"
 SERVER_CERT, SERVER_KEY = "server.pem", "server.key"
@@ -205,14 +210,12 @@ def write_site_shards(
     list[Path]
         The site folders, in site order.
     """
-    from tasks.fashion_mnist import SPLIT_FILES, load_fashion_mnist, write_idx
+    from tasks.image.fashion_mnist import SPLIT_FILES, load_fashion_mnist, write_idx
 
     if max_samples < 0:
         raise ConfigError(f"max-samples={max_samples}: must be >= 0 (0 = each site's whole "
                           "share).")
-    if partitioning not in PARTITIONINGS:
-        raise ConfigError(f"partitioning={partitioning!r} is not known; use one of: "
-                          f"{', '.join(PARTITIONINGS)}.")
+    check_partitioning(partitioning)
     source, out = Path(source_dir), Path(out_dir)
     if source.resolve() == out.resolve():
         raise DataError(f"out_dir {out} is the source folder; choose a new folder for shards.")

@@ -1,15 +1,11 @@
-"""Project exceptions: every message names what is wrong and how to fix it."""
+"""Project exceptions: every message names what is wrong and how to fix it.
+
+Defined in ``tasks.errors`` (the layer below, which tasks raise from without Flower) and
+re-exported here, where the apps, the CLI and users look for them.
+"""
 
 from __future__ import annotations
 
+from tasks.errors import ColearnError, ConfigError, DataError
 
-class ColearnError(ValueError):
-    """Base class of colearn-fl's errors (a ``ValueError``, so callers may catch either)."""
-
-
-class ConfigError(ColearnError):
-    """A run-config or node-config value is missing, of the wrong type or out of range."""
-
-
-class DataError(ColearnError):
-    """A data set is missing, incomplete or malformed on disk."""
+__all__ = ["ColearnError", "ConfigError", "DataError"]

@@ -16,11 +16,12 @@ from flwr.supercore import log
 from colearn_fl.arrays import state_dict_to_arrays
 from colearn_fl.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from colearn_fl.config import RunConfig
+from colearn_fl.dp_strategy import with_privacy
 from colearn_fl.errors import ConfigError
 from colearn_fl.grid import ResponsiveGrid
-from colearn_fl.privacy import with_privacy
 from colearn_fl.recorder import RoundRecorder
 from colearn_fl.results import run_folder
+from colearn_fl.trainer import make_trainer
 from strategies.colearn import CoLearn
 
 ModuleFn = Callable[[dict[str, Any]], pl.LightningModule]
@@ -35,7 +36,7 @@ def server_app(
     """A ServerApp that runs co-learning with the ``CoLearn`` strategy.
 
     With ``dp-noise-multiplier > 0``, ``CoLearn`` runs inside Flower's client-side
-    fixed-clipping DP wrapper (``colearn_fl.privacy``); the sites need colearn-fl's clipping
+    fixed-clipping DP wrapper (``colearn_fl.dp_strategy``); the sites need colearn-fl's clipping
     mod, which ``client_app`` installs.
 
     Parameters
@@ -134,9 +135,7 @@ def central_evaluator(
     loader = datamodule.test_dataloader()
 
     def evaluate(module: pl.LightningModule) -> dict[str, float]:
-        trainer = pl.Trainer(accelerator="auto", devices=1, logger=False, precision=precision,
-                             enable_checkpointing=False, enable_progress_bar=False,
-                             enable_model_summary=False)
+        trainer = make_trainer(precision, [], progress_bar=False)
         results = trainer.test(module, dataloaders=loader, verbose=False)
         return {k: float(v) for k, v in (results[0] if results else {}).items()}
 

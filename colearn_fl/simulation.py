@@ -20,11 +20,11 @@ from flwr.simulation import run_simulation
 
 from colearn_fl.client import DataModuleFn, ModuleFn, evaluate_round, train_round
 from colearn_fl.config import RunConfig
+from colearn_fl.dp_mod import clipping_mod
 from colearn_fl.errors import ConfigError
-from colearn_fl.privacy import clipping_mod
 from colearn_fl.results import run_folder
 from colearn_fl.server import CentralDataFn, run_colearning
-from tasks import get_task
+from colearn_fl.task_adapter import TaskAdapter
 
 
 def simulate(
@@ -63,7 +63,7 @@ def simulate(
         raise ConfigError("simulate() needs module_fn and datamodule_fn together (or neither, "
                           "to use the registered task named by the `task` key).")
     if module_fn is None or datamodule_fn is None:
-        task = get_task(parsed.task)
+        task = TaskAdapter.named(parsed.task)
         module_fn, datamodule_fn = task.module_fn, task.datamodule_fn
         central_datamodule_fn = central_datamodule_fn or task.central_datamodule_fn
     server, client = _apps(config, module_fn, datamodule_fn, central_datamodule_fn, mods or [])

@@ -13,10 +13,10 @@ from flwr.serverapp.strategy import FedAvg
 from flwr.supercore import log
 
 from colearn_fl.arrays import count_bytes, reply_problem, restore_dtypes
-from colearn_fl.config import LOCAL_EPOCHS, LR_MAX, LR_MIN, LR_SCHEDULE, NUM_EXAMPLES
 from colearn_fl.errors import ConfigError
 from colearn_fl.transport import TRANSPORT_DTYPES, decode, encode
 from strategies.schedules import local_epochs, round_lr_bounds, validate_epochs
+from strategies.wire import LOCAL_EPOCHS, LR_MAX, LR_MIN, LR_SCHEDULE, NUM_EXAMPLES
 
 
 class CoLearn(FedAvg):

@@ -1,59 +1,97 @@
-"""One model registry type for every task (torchvision/timm-style: flat dict, decorator).
+"""Task registry: a task bundles its config keys, model and data factories and its metrics.
 
-``register`` refuses duplicates, ``names`` is sorted and ``builder`` lists the valid names when
-asked for an unknown one. Each task keeps its own instance, since each task's builders take
-different arguments (image: channels, classes, size; toxic: vocabulary, labels, padding id...).
+Registration is lazy (name -> module): ``list_tasks`` knows every built-in task without
+importing any, and ``get_task`` imports only the task asked for, so an image run never loads
+the audio or text code (or h5py, or transformers). ``register_task`` refuses duplicates,
+``list_tasks`` is sorted, and ``get_task`` names the valid tasks when asked for an unknown one
+(torchvision/timm-style registry).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from colearn_fl.errors import ConfigError
+from tasks.errors import ConfigError
 
-B = TypeVar("B", bound=Callable)
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+    from tasks.shared import Site
 
 
-class ModelRegistry(Generic[B]):
-    """Model builders of one task, by name (the ``model`` run-config key).
+def _unchanged(config: Any, data_dir: str) -> Any:
+    return config
+
+
+@dataclass(frozen=True)
+class Task:
+    """What the default apps (and any plain Lightning script) need to run one kind of task.
 
     Parameters
     ----------
-    kind : str
-        What the models are, for error messages (e.g. ``'an image model'``).
-    default : str
-        The model ``model=''`` means.
-    task : str
-        The task's registry name, for the example in error messages.
+    name : str
+        Registry name, the value of the ``task`` run-config key.
+    config : type
+        Frozen dataclass of the task's own keys (kebab-case on the wire, snake_case fields,
+        each with its default); its ``validate()`` names a bad key.
+    build_module : Callable[..., pl.LightningModule]
+        ``build_module(config, model, lr)``: the model named ``model`` (``''`` = the task's
+        default), its optimizer starting at ``lr``.
+    build_datamodule : Callable[[Any, Site], pl.LightningDataModule]
+        One site's data; ``site.data_dir == ''`` means the task's default location.
+    build_central_datamodule : Callable[[Any, Site], pl.LightningDataModule | None]
+        The whole test split of ``site.data_dir`` (``test_dataloader``), or ``None`` when
+        there is none there.
+    metrics : tuple[str, ...]
+        Names of the metrics the module logs in ``validation_step`` / ``test_step``.
+    models : Callable[[], list[str]]
+        Lists the model names ``build_module`` accepts.
+    resolve : Callable[[Any, str], Any]
+        ``resolve(config, data_dir)``: the config with what the run's data directory decides
+        filled in (e.g. the image data set and class count), so that every site and the server
+        build the same network (default: the config unchanged).
     """
 
-    def __init__(self, kind: str, default: str, task: str) -> None:
-        self.kind, self.default, self.task = kind, default, task
-        self._builders: dict[str, B] = {}
+    name: str
+    config: type
+    build_module: Callable[..., pl.LightningModule]
+    build_datamodule: Callable[[Any, Site], pl.LightningDataModule]
+    build_central_datamodule: Callable[[Any, Site], pl.LightningDataModule | None]
+    metrics: tuple[str, ...]
+    models: Callable[[], list[str]]
+    resolve: Callable[[Any, str], Any] = _unchanged
 
-    def register(self, name: str) -> Callable[[B], B]:
-        """Decorator registering a builder as ``name``; a second one is refused."""
 
-        def decorate(builder: B) -> B:
-            if name in self._builders:
-                raise ValueError(f"model {name!r} is already registered")
-            self._builders[name] = builder
-            return builder
+# Built-in tasks: importing the module registers the task.
+_BUILT_IN = {name: f"tasks.{name}" for name in ("audioset", "image", "speech", "toxic")}
+_TASKS: dict[str, Task] = {}
 
-        return decorate
 
-    def names(self) -> list[str]:
-        """Names of the registered models, sorted."""
-        return sorted(self._builders)
+def register_task(task: Task) -> Task:
+    """Add ``task`` to the registry; a second task with the same name is refused."""
+    if task.name in _TASKS:
+        raise ValueError(f"task {task.name!r} is already registered")
+    _TASKS[task.name] = task
+    return task
 
-    def builder(self, name: str) -> B:
-        """The builder registered as ``name``; an unknown name lists the valid ones."""
-        try:
-            return self._builders[name]
-        except KeyError:
-            raise ConfigError(
-                f"model={name!r} is not {self.kind}; use one of: {', '.join(self.names())} "
-                f"(or model='' for {self.default}), e.g. --run-config "
-                f"\"task='{self.task}' model='{self.default}'\"."
-            ) from None
+
+def list_tasks() -> list[str]:
+    """Names of the built-in and registered tasks, sorted (imports none of them)."""
+    return sorted({*_BUILT_IN, *_TASKS})
+
+
+def get_task(name: str) -> Task:
+    """The task registered as ``name`` (imported on first use); an unknown name lists the
+    valid ones."""
+    if name not in _TASKS and name in _BUILT_IN:
+        importlib.import_module(_BUILT_IN[name])
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise ConfigError(
+            f"task={name!r} is not known; use one of: {', '.join(list_tasks())} "
+            "(e.g. --run-config \"task='image'\")."
+        ) from None

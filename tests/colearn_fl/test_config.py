@@ -21,10 +21,9 @@ def test_pyproject_defaults_equal_runconfig_defaults() -> None:
     defaults = section_defaults(RunConfig)
     for name in list_tasks():
         section = get_task(name).config
-        if section is not None:
-            overlap = set(defaults) & set(section_defaults(section))
-            assert not overlap, f"task {name} redefines {overlap}"
-            defaults.update(section_defaults(section))
+        overlap = set(defaults) & set(section_defaults(section))
+        assert not overlap, f"task {name} redefines {overlap}"
+        defaults.update(section_defaults(section))
     # Assert: one source of truth for users of flwr run and of simulate()
     assert declared == defaults
 

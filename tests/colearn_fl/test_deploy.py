@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from colearn_fl.cli import main
 from colearn_fl.deploy import make_certificates, make_node_keys, write_site_shards
 from colearn_fl.errors import ConfigError, DataError
-from tasks.fashion_mnist import load_fashion_mnist, write_idx
+from tasks.image.fashion_mnist import load_fashion_mnist, write_idx
 
 TRAIN, TEST = 120, 30
 

@@ -24,8 +24,9 @@ from flwr.serverapp.strategy import Strategy
 
 from colearn_fl.checkpoint import load_checkpoint
 from colearn_fl.config import RunConfig
+from colearn_fl.dp_mod import clipping_mod
+from colearn_fl.dp_strategy import ClientSideFixedClipping, sampled_sites, with_privacy
 from colearn_fl.errors import ConfigError
-from colearn_fl.privacy import ClientSideFixedClipping, clipping_mod, sampled_sites, with_privacy
 from colearn_fl.server import build_strategy
 from colearn_fl.simulation import simulate
 from tests.tiny import TinyClassifier, TinyData

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from colearn_fl.deploy import make_certificates, make_node_keys, write_site_shards
-from tasks.fashion_mnist import DEFAULT_DATA_DIR
+from tasks.image.fashion_mnist import DEFAULT_DATA_DIR
 from tests.deployment.federation import (
     SHARD_SAMPLES,
     SITES,

@@ -20,7 +20,10 @@ from flwr.app import Context
 from torch.utils.data import TensorDataset
 
 from colearn_fl import client_app, server_app
+from colearn_fl.task_adapter import TaskAdapter
 from tasks import image
+
+IMAGE = TaskAdapter.named("image")
 
 DIVERGE, HANG = "diverge", "hang"
 
@@ -29,7 +32,7 @@ def datamodule_fn(context: Context) -> image.ImageDataModule:
     """This site's image data, made faulty as its node config says."""
     if context.node_config.get(HANG) is True:
         threading.Event().wait()  # forever; Flower's heartbeat thread keeps running
-    data = image.datamodule_fn(context)
+    data = IMAGE.datamodule_fn(context)
     if context.node_config.get(DIVERGE) is True:
         data.setup("fit")  # later setup('fit') calls keep the tensors set here
         assert data.train_set is not None
@@ -38,5 +41,5 @@ def datamodule_fn(context: Context) -> image.ImageDataModule:
     return data
 
 
-client = client_app(image.module_fn, datamodule_fn)
-server = server_app(image.module_fn, image.central_datamodule_fn)
+client = client_app(IMAGE.module_fn, datamodule_fn)
+server = server_app(IMAGE.module_fn, IMAGE.central_datamodule_fn)

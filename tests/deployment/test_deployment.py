@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.fashion_mnist import DEFAULT_DATA_DIR, split_available
+from tasks.image.fashion_mnist import DEFAULT_DATA_DIR, split_available
 from tests.deployment.federation import CONNECTION, SITES, Federation, start, stop
 
 pytestmark = [

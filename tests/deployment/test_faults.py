@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from colearn_fl.checkpoint import load_checkpoint
-from tasks.fashion_mnist import DEFAULT_DATA_DIR, split_available
+from tasks.image.fashion_mnist import DEFAULT_DATA_DIR, split_available
 from tests.deployment.federation import CONNECTION, SITES, StartFederation, alive, wait_until
 
 # About 5.5 minutes on 2 cores (a dead SuperNode is reported only after Flower's 60 s heartbeat

@@ -1,0 +1,46 @@
+"""The one Trainer factory: sites' rounds and the comparison's non-federated methods.
+
+Every Trainer the project builds comes from here, so they all honour the same run-config
+settings (``precision``) and the same choices (automatic accelerator, one device, no
+checkpoints: the server keeps the model, validation only when asked for).
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from pytorch_lightning.loggers import Logger
+
+
+def make_trainer(precision: str, callbacks: list[pl.Callback], epochs: int = 0,
+                 logger: Logger | bool = False, progress_bar: bool = True) -> pl.Trainer:
+    """A Trainer on the automatically chosen device (CPU or one GPU).
+
+    Parameters
+    ----------
+    precision : str
+        Lightning precision (run-config ``precision``, e.g. ``'32-true'``, ``'bf16-mixed'``).
+    callbacks : list[pl.Callback]
+        The round's callbacks (the LR cycle, statistics, curves).
+    epochs : int
+        Epochs to train; 0 builds an evaluation-only Trainer. Training Trainers skip
+        validation, which the server asks for separately (default: 0).
+    logger : Logger | bool
+        Where metrics go; ``False`` = nowhere (default: False).
+    progress_bar : bool
+        Show Lightning's progress bar (default: True).
+    """
+    save_dir = logger.save_dir if isinstance(logger, Logger) else None
+    return pl.Trainer(
+        max_epochs=max(epochs, 1),
+        accelerator="auto",
+        devices=1,
+        precision=precision,  # type: ignore[arg-type]
+        callbacks=callbacks,
+        logger=logger,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=progress_bar,
+        num_sanity_val_steps=0,
+        limit_val_batches=0 if epochs else None,
+        default_root_dir=save_dir,
+    )

@@ -1,0 +1,27 @@
+"""The wire keys of co-learning, defined once: what the server sends and the sites reply.
+
+Server -> site, every training round, in the ``ConfigRecord`` ``"config"``:
+
+=================  =====  ========================================================
+key                type   meaning
+=================  =====  ========================================================
+``server-round``   int    the round, counted from 1 (added by Flower's strategies)
+``local-epochs``   int    epochs this round (ILE)
+``lr-schedule``    str    the LR cycle's shape this round (CLR)
+``lr-max``         float  top of this round's cycle
+``lr-min``         float  bottom of this round's cycle
+=================  =====  ========================================================
+
+Site -> server: the model as ``ArrayRecord`` ``"arrays"`` and a ``MetricRecord``
+``"metrics"`` with at least ``num-examples`` (the averaging weight) and ``train-loss``.
+"""
+
+from __future__ import annotations
+
+SERVER_ROUND = "server-round"
+LOCAL_EPOCHS = "local-epochs"
+LR_SCHEDULE = "lr-schedule"
+LR_MAX = "lr-max"
+LR_MIN = "lr-min"
+NUM_EXAMPLES = "num-examples"
+TRAIN_LOSS = "train-loss"
