@@ -19,7 +19,8 @@ import time
 
 import torch
 
-from colearn_fl.arrays import count_bytes, state_dict_to_arrays
+from colearn_fl.arrays import state_dict_to_arrays
+from strategies.arrays import count_bytes
 from tasks.image.models import list_models
 from tasks.image.module import ImageClassifier
 

@@ -81,10 +81,12 @@ class ServerSchedule(Callback):
 
 
 class RoundStats(Callback):
-    """Mean training loss over the round's batches, examples per epoch and evaluated.
+    """What a site reports: mean training loss over the round's batches, examples per epoch
+    and evaluated, epochs run, and the LR of the round's first and last optimizer step.
 
     Reads the loss the module's ``training_step`` returns (a tensor or a dict with ``loss``),
-    so a user's module needs no change.
+    so a user's module needs no change. Put it after ``ServerSchedule`` in the callbacks, so
+    it reads the LR the cycle set for the step.
     """
 
     def __init__(self) -> None:
@@ -93,6 +95,9 @@ class RoundStats(Callback):
         self._epoch_examples = 0
         self.examples_per_epoch = 0
         self.eval_examples = 0
+        self.epochs_run = 0
+        self.lr_first = math.nan
+        self.lr_last = math.nan
 
     @property
     def mean_loss(self) -> float:
@@ -117,6 +122,15 @@ class RoundStats(Callback):
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.examples_per_epoch = max(self.examples_per_epoch, self._epoch_examples)
+        self.epochs_run += 1
+
+    @override
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
+    ) -> None:
+        self.lr_last = float(optimizer.param_groups[0]["lr"])
+        if math.isnan(self.lr_first):
+            self.lr_first = self.lr_last
 
     @override
     def on_validation_batch_end(

@@ -88,9 +88,10 @@ def _add_deploy(commands: argparse._SubParsersAction) -> None:
 
 def _tasks(args: argparse.Namespace) -> int:
     """Each task's metrics and models, with the paper's Table 1 volume column per model."""
-    from colearn_fl.arrays import count_bytes, state_dict_to_arrays
+    from colearn_fl.arrays import state_dict_to_arrays
     from colearn_fl.task_adapter import TaskAdapter
-    from colearn_fl.transport import encode
+    from strategies.arrays import count_bytes
+    from strategies.transport import encode
     from tasks import list_tasks
 
     print("task | model | parameters | MB per site per round (down + up): float32 / float16")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from logging import WARNING
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
+from flwr.supercore import log
 from pytorch_lightning.loggers import CSVLogger
 
 from colearn_fl.arrays import arrays_to_state_dict
@@ -17,19 +20,26 @@ from colearn_fl.callback import RoundStats, ServerSchedule
 from colearn_fl.config import RunConfig
 from colearn_fl.dp_mod import clipping_mod
 from colearn_fl.errors import ConfigError
+from colearn_fl.proximal import ProximalTerm
 from colearn_fl.results import run_folder
 from colearn_fl.task_adapter import PARTITION_ID
 from colearn_fl.trainer import make_trainer
 from colearn_fl.transport import encode_like
 from strategies.wire import (
+    EPOCHS_RUN,
     LOCAL_EPOCHS,
+    LR_FIRST,
+    LR_LAST,
     LR_MAX,
     LR_MIN,
     LR_SCHEDULE,
     NUM_EXAMPLES,
+    PROXIMAL_MU,
     SERVER_ROUND,
     TRAIN_LOSS,
 )
+
+SCHEDULE_KEYS = (LOCAL_EPOCHS, LR_SCHEDULE, LR_MAX, LR_MIN)  # what a co-learning round sends
 
 ModuleFn = Callable[[dict[str, Any]], pl.LightningModule]
 DataModuleFn = Callable[[Context], pl.LightningDataModule]
@@ -77,37 +87,78 @@ def client_app(
 def train_round(
     msg: Message, context: Context, module_fn: ModuleFn, datamodule_fn: DataModuleFn
 ) -> Message:
-    """Load the global model, train the round's epochs on the server's cycle, reply."""
-    config = msg.content["config"]
-    module = _load(module_fn, context, msg.content["arrays"])
-    schedule = ServerSchedule(
-        str(config[LR_SCHEDULE]), float(config[LR_MAX]), float(config[LR_MIN])
-    )
+    """Load the global model, train the round's epochs on the server's cycle, reply.
+
+    Under a server that sends no schedule (a stock Flower strategy) the site trains
+    ``epochs-initial`` epochs with the module's own optimizer settings, and says so once. A
+    ``proximal-mu`` from the server (Flower's FedProx) adds the proximal term. The reply
+    reports what the site did: ``epochs-run``, ``lr-first`` and ``lr-last``.
+    """
+    received, config = _model(msg), _config(msg)
+    module = _load(module_fn, context, received)
+    run = RunConfig.from_dict(context.run_config)
+    epochs, callbacks = _round_plan(config, run)
+    if float(config.get(PROXIMAL_MU, 0.0)) > 0:
+        callbacks.append(ProximalTerm(float(config[PROXIMAL_MU])))
     stats = RoundStats()
+    server_round = int(config.get(SERVER_ROUND, 0))
+    torch.manual_seed(hash((run.seed, server_round, _site(context))) % 2**31)
+    trainer = _trainer(context, run, server_round, [*callbacks, stats], epochs)
+    trainer.fit(module, datamodule=datamodule_fn(context))
+    metrics = MetricRecord({NUM_EXAMPLES: stats.examples_per_epoch, TRAIN_LOSS: stats.mean_loss,
+                            EPOCHS_RUN: stats.epochs_run, LR_FIRST: stats.lr_first,
+                            LR_LAST: stats.lr_last})
+    # 16-bit when the server sent 16 bit (transport-dtype), else the module's own dtypes.
+    reply = RecordDict({"arrays": encode_like(module.state_dict(), received),
+                        "metrics": metrics})
+    return Message(content=reply, reply_to=msg)
+
+
+def _round_plan(config: ConfigRecord, run: RunConfig) -> tuple[int, list[pl.Callback]]:
+    """The round's epochs and the callbacks that follow the server's LR cycle."""
+    missing = tuple(key for key in SCHEDULE_KEYS if key not in config)
+    if missing:
+        _no_schedule(missing, run.epochs_initial)
+        return run.epochs_initial, []
     epochs = int(config[LOCAL_EPOCHS])
     if epochs < 1:
         raise ConfigError(f"{LOCAL_EPOCHS}={epochs}: the server must send at least 1 epoch.")
-    server_round = int(config[SERVER_ROUND])
-    run = RunConfig.from_dict(context.run_config)
-    torch.manual_seed(hash((run.seed, server_round, _site(context))) % 2**31)
-    trainer = _trainer(context, run, server_round, [schedule, stats], epochs)
-    trainer.fit(module, datamodule=datamodule_fn(context))
-    metrics = MetricRecord({NUM_EXAMPLES: stats.examples_per_epoch,
-                            TRAIN_LOSS: stats.mean_loss})
-    # Reply in the precision the server sent (transport-dtype); buffers keep their dtypes.
-    reply = RecordDict({"arrays": encode_like(module.state_dict(), msg.content["arrays"]),
-                        "metrics": metrics})
-    return Message(content=reply, reply_to=msg)
+    cycle = ServerSchedule(str(config[LR_SCHEDULE]), float(config[LR_MAX]),
+                           float(config[LR_MIN]))
+    return epochs, [cycle]
+
+
+@functools.cache
+def _no_schedule(missing: tuple[str, ...], epochs: int) -> None:
+    """Say once per process what a site does under a server that sends no schedule."""
+    log(WARNING, "[colearn] the server sent no co-learning schedule (%s missing): this site "
+        "trains epochs-initial=%d epoch(s) per round with its module's own optimizer "
+        "settings. Run the server with colearn_fl.server_app or strategies.CoLearnSchedule "
+        "to follow the schedule.", ", ".join(missing), epochs)
+
+
+def _model(msg: Message) -> ArrayRecord:
+    """The global model of an instruction (its one ArrayRecord, whatever its name)."""
+    if len(msg.content.array_records) != 1:
+        raise ConfigError("the server's message holds "
+                          f"{len(msg.content.array_records)} ArrayRecords; a site expects "
+                          "exactly one, the global model.")
+    return next(iter(msg.content.array_records.values()))
+
+
+def _config(msg: Message) -> ConfigRecord:
+    """The instruction's config (its one ConfigRecord, or an empty one)."""
+    return next(iter(msg.content.config_records.values()), ConfigRecord())
 
 
 def evaluate_round(
     msg: Message, context: Context, module_fn: ModuleFn, datamodule_fn: DataModuleFn
 ) -> Message:
     """Load the global model, validate it on this site's held-out data, reply metrics."""
-    module = _load(module_fn, context, msg.content["arrays"])
+    module = _load(module_fn, context, _model(msg))
     stats = RoundStats()
     run = RunConfig.from_dict(context.run_config)
-    trainer = _trainer(context, run, int(msg.content["config"][SERVER_ROUND]), [stats])
+    trainer = _trainer(context, run, int(_config(msg).get(SERVER_ROUND, 0)), [stats])
     results = trainer.validate(module, datamodule=datamodule_fn(context), verbose=False)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     metrics[NUM_EXAMPLES] = stats.eval_examples

@@ -17,13 +17,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from colearn_fl.arrays import count_bytes, state_dict_to_arrays
+from colearn_fl.arrays import state_dict_to_arrays
 from colearn_fl.config import RunConfig
 from colearn_fl.errors import ConfigError
 from colearn_fl.nonfederated import ensemble, vanilla
 from colearn_fl.results import read_history
 from colearn_fl.simulation import simulate
 from colearn_fl.task_adapter import TaskAdapter
+from strategies.arrays import count_bytes
 from strategies.schedules import local_epochs
 
 METHODS = ("vanilla", "ensemble", "fedavg", "fedavg-1", "colearn")
@@ -137,8 +138,8 @@ def write_comparison(folder: Path, results: list[MethodResult], base: dict[str, 
         + f", seed {config.seed}, max-samples {config.max_samples}; co-learning "
         f"{config.lr_schedule} {config.lr_max:g}->{config.lr_min:g}, epochs "
         f"{config.epochs_schedule} T0={config.epochs_initial} mult={config.epochs_mult:g}, "
-        f"{config.num_server_rounds} rounds; FedAvg constant LR {fedavg_lr:g}; transport "
-        f"{config.transport_dtype}.", "",
+        f"{config.num_server_rounds} rounds; FedAvg constant LR {fedavg_lr:g}; server "
+        f"optimizer {_optimizer(config)}; transport {config.transport_dtype}.", "",
         "| method | accuracy (%) | wall (s) | rounds | sample-epochs | MB communicated "
         "| s/round | MB/round |",
         "|---|---|---|---|---|---|---|---|",
@@ -149,6 +150,15 @@ def write_comparison(folder: Path, results: list[MethodResult], base: dict[str, 
                      f"{r.s_per_round:.1f} | {r.mb_per_round:.2f} |")
     (folder / "comparison.md").write_text("\n".join(lines) + "\n")
     _plot(folder / "comparison.png", results)
+
+
+def _optimizer(config: RunConfig) -> str:
+    """The server optimizer under every federated method, with the keys it uses."""
+    keys = {"fedavgm": ("server-lr", "server-momentum"), "fedprox": ("proximal-mu",),
+            "fedadam": ("server-lr", "server-tau"), "fedyogi": ("server-lr", "server-tau"),
+            "fedadagrad": ("server-lr", "server-tau")}.get(config.server_optimizer, ())
+    settings = ", ".join(f"{k} {getattr(config, k.replace('-', '_')):g}" for k in keys)
+    return f"`{config.server_optimizer}`" + (f" ({settings})" if settings else "")
 
 
 def _plot(path: Path, results: list[MethodResult]) -> None:

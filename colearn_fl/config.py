@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from colearn_fl.errors import ConfigError
-from colearn_fl.transport import TRANSPORT_DTYPES
+from strategies.errors import ScheduleError
 from strategies.schedules import validate_epochs, validate_lr_cycle
+from strategies.server_optimizers import check_server_optimizer
+from strategies.transport import check_transport_dtype
 from tasks.partition import check_partitioning
 
 T = TypeVar("T")
@@ -60,6 +62,11 @@ class RunConfig:
     transport_dtype: str = "float32"  # precision of floating arrays on the wire
     dp_noise_multiplier: float = 0.0  # central DP (client-side clipping); 0 = DP off
     dp_clipping_norm: float = 1.0  # L2 bound of each site's clipped update under DP
+    server_optimizer: str = "fedavg"  # the strategy under the schedule (SERVER_OPTIMIZERS)
+    server_lr: float = 0.0  # FedAvgM's server LR / FedAdam's eta; 0 = the optimizer's default
+    server_momentum: float = 0.0  # FedAvgM's server momentum
+    proximal_mu: float = 0.0  # FedProx's proximal weight (sent to the sites)
+    server_tau: float = 0.001  # FedAdam / FedYogi / FedAdagrad: degree of adaptivity
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys a task or user app adds
 
     @classmethod
@@ -84,11 +91,16 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the first key whose value is out of range."""
-        validate_lr_cycle(self.lr_schedule, self.lr_max, self.lr_min)
-        validate_epochs(self.epochs_schedule, self.epochs_initial, self.epochs_mult,
-                        self.epochs_step)
+        try:  # the strategy layer's checks raise its own ScheduleError
+            validate_lr_cycle(self.lr_schedule, self.lr_max, self.lr_min)
+            validate_epochs(self.epochs_schedule, self.epochs_initial, self.epochs_mult,
+                            self.epochs_step)
+            check_transport_dtype(self.transport_dtype)
+            check_server_optimizer(self.server_optimizer, self.server_lr, self.server_momentum,
+                                   self.proximal_mu, self.server_tau)
+        except ScheduleError as error:
+            raise ConfigError(str(error)) from None
         check_partitioning(self.partitioning)
-        _one_of("transport-dtype", self.transport_dtype, TRANSPORT_DTYPES)
         _one_of("precision", self.precision, PRECISIONS)
         _positive("num-server-rounds", self.num_server_rounds)
         _positive("batch-size", self.batch_size)
@@ -118,9 +130,9 @@ class RunConfig:
                               "number > 0 (the L2 bound of each site's update).")
         if self.dp_noise_multiplier > 0 and self.transport_dtype != "float32":
             raise ConfigError(f"dp-noise-multiplier > 0 with transport-dtype="
-                              f"'{self.transport_dtype}': Flower's clipping mod reads only "
-                              "NumPy arrays, and 16-bit arrays travel as raw words; use "
-                              "transport-dtype='float32' with DP.")
+                              f"'{self.transport_dtype}': the clipping is checked at float32 "
+                              "only (bfloat16 has no NumPy dtype for Flower's clipping mod); "
+                              "use transport-dtype='float32' with DP.")
 
 
 def parse_section(cls: type[T], raw: Mapping[str, Any]) -> T:

@@ -25,7 +25,7 @@ from flwr.supercore import log
 
 from colearn_fl.config import RunConfig
 from colearn_fl.dp_mod import is_floating
-from strategies.colearn import CoLearn
+from strategies import CoLearnSchedule
 
 
 class ClientSideFixedClipping(DifferentialPrivacyClientSideFixedClipping):
@@ -55,7 +55,7 @@ class ClientSideFixedClipping(DifferentialPrivacyClientSideFixedClipping):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Flower's DP aggregation; a skipped round is recorded like a failed one."""
         replies = list(replies)
-        if any(m.has_error() for m in replies) and isinstance(self.strategy, CoLearn):
+        if any(m.has_error() for m in replies) and isinstance(self.strategy, CoLearnSchedule):
             record = self.strategy.rounds.setdefault(server_round + self.strategy.round_offset,
                                                      {})
             record.update({"sites-failed": sum(m.has_error() for m in replies),
@@ -79,7 +79,7 @@ class ClientSideFixedClipping(DifferentialPrivacyClientSideFixedClipping):
         return ArrayRecord(out)
 
 
-def with_privacy(strategy: CoLearn, config: RunConfig) -> Strategy:
+def with_privacy(strategy: CoLearnSchedule, config: RunConfig) -> Strategy:
     """``strategy`` wrapped for central DP when ``dp-noise-multiplier > 0``, else itself."""
     if config.dp_noise_multiplier <= 0:
         return strategy

@@ -16,7 +16,7 @@ from colearn_fl.arrays import arrays_to_state_dict
 from colearn_fl.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from colearn_fl.errors import ColearnError
 from colearn_fl.results import CURVES_PNG, Row, plot_curves, write_history
-from strategies.colearn import CoLearn
+from strategies import CoLearnSchedule
 
 CentralEval = Callable[[pl.LightningModule], dict[str, float]]
 
@@ -30,7 +30,7 @@ class RoundRecorder:
 
     Parameters
     ----------
-    strategy : CoLearn
+    strategy : CoLearnSchedule
         The running strategy; its ``rounds`` hold what each round sent and received.
     module : pl.LightningModule
         A module of the federated architecture, used to evaluate and to checkpoint.
@@ -48,7 +48,7 @@ class RoundRecorder:
 
     def __init__(
         self,
-        strategy: CoLearn,
+        strategy: CoLearnSchedule,
         module: pl.LightningModule,
         folder: Path,
         run_config: dict[str, Any],
@@ -93,7 +93,7 @@ class RoundRecorder:
         row.update({f"federated-{k}": v for k, v in record.get("federated-metrics", {}).items()})
         row.update({f"central-{k}": v for k, v in central.items()})
         row.update({k: v for k, v in record.items()
-                    if k.startswith(("sites-", "model-", "bytes-"))})
+                    if k.startswith(("sites-", "site-", "model-", "bytes-"))})
         row["round-s"] = round(now - self._last, 3)
         row["elapsed-s"] = round(self._elapsed_before + now - self._started, 3)
         self._last = now

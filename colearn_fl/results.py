@@ -29,16 +29,21 @@ def run_folder(config: RunConfig, run_id: int) -> Path:
 
 
 def write_history(folder: Path, rows: Sequence[Row], run_config: dict[str, Any]) -> None:
-    """Write ``history.json`` (rows + run config) and ``history.csv`` (one line per round)."""
+    """Write ``history.json`` (rows + run config) and ``history.csv`` (one line per round).
+
+    The CSV holds the scalar columns; lists (e.g. ``site-reports``, what each site did) are in
+    the JSON only.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"run-config": run_config, "rounds": list(rows)}
     (folder / HISTORY_JSON).write_text(json.dumps(payload, indent=2, default=float) + "\n")
     columns: list[str] = []
     for row in rows:
-        columns += [k for k in row if k not in columns]
+        columns += [k for k, v in row.items()
+                    if k not in columns and not isinstance(v, (list, dict))]
     columns.sort(key=_column_rank)
     with (folder / HISTORY_CSV).open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 

@@ -22,20 +22,21 @@ from colearn_fl.grid import ResponsiveGrid
 from colearn_fl.recorder import RoundRecorder
 from colearn_fl.results import run_folder
 from colearn_fl.trainer import make_trainer
-from strategies.colearn import CoLearn
+from strategies import CoLearnSchedule, server_optimizer
 
 ModuleFn = Callable[[dict[str, Any]], pl.LightningModule]
 CentralDataFn = Callable[[dict[str, Any]], pl.LightningDataModule | None]
 SCHEDULE_KEYS = ("lr-schedule", "lr-max", "lr-min", "lr-gamma", "epochs-schedule",
-                 "epochs-initial", "epochs-mult", "epochs-step")
+                 "epochs-initial", "epochs-mult", "epochs-step", "server-optimizer")
 
 
 def server_app(
     module_fn: ModuleFn, central_datamodule_fn: CentralDataFn | None = None
 ) -> ServerApp:
-    """A ServerApp that runs co-learning with the ``CoLearn`` strategy.
+    """A ServerApp that runs co-learning: the round schedule over the run config's
+    ``server-optimizer`` (``fedavg`` by default: the ``CoLearn`` strategy).
 
-    With ``dp-noise-multiplier > 0``, ``CoLearn`` runs inside Flower's client-side
+    With ``dp-noise-multiplier > 0``, the strategy runs inside Flower's client-side
     fixed-clipping DP wrapper (``colearn_fl.dp_strategy``); the sites need colearn-fl's clipping
     mod, which ``client_app`` installs.
 
@@ -87,8 +88,8 @@ def run_colearning(
         log(INFO, "[colearn] %s already completed %d rounds: nothing to do", folder, done)
         return None
     colearn = build_strategy(config, round_offset=done)
-    # With DP, Flower's wrapper runs the rounds and calls CoLearn's own configure/aggregate;
-    # the recorder reads CoLearn's per-round records either way.
+    # With DP, Flower's wrapper runs the rounds and calls the schedule's configure/aggregate;
+    # the recorder reads the schedule's per-round records either way.
     strategy = with_privacy(colearn, config)
     central = central_evaluator(central_datamodule_fn, raw) if config.central_eval else None
     recorder = RoundRecorder(colearn, module, folder, raw, central, history,
@@ -106,17 +107,23 @@ def run_colearning(
     )
 
 
-def build_strategy(config: RunConfig, round_offset: int = 0) -> CoLearn:
-    """The ``CoLearn`` strategy the run config describes."""
-    return CoLearn(
-        lr_schedule=config.lr_schedule, lr_max=config.lr_max, lr_min=config.lr_min,
-        lr_gamma=config.lr_gamma, epochs_schedule=config.epochs_schedule,
-        epochs_initial=config.epochs_initial, epochs_mult=config.epochs_mult,
-        epochs_step=config.epochs_step, transport_dtype=config.transport_dtype,
-        round_offset=round_offset,
+def build_strategy(config: RunConfig, round_offset: int = 0) -> CoLearnSchedule:
+    """The co-learning schedule over the server optimizer the run config describes
+    (``server-optimizer=fedavg``: the paper's ``CoLearn``)."""
+    optimizer = server_optimizer(
+        config.server_optimizer, server_lr=config.server_lr,
+        server_momentum=config.server_momentum, proximal_mu=config.proximal_mu,
+        server_tau=config.server_tau,
         fraction_train=config.fraction_train, fraction_evaluate=config.fraction_evaluate,
         min_train_nodes=1, min_evaluate_nodes=1,
         min_available_nodes=config.min_available_nodes,
+    )
+    return CoLearnSchedule(
+        optimizer, lr_schedule=config.lr_schedule, lr_max=config.lr_max,
+        lr_min=config.lr_min, lr_gamma=config.lr_gamma, epochs_schedule=config.epochs_schedule,
+        epochs_initial=config.epochs_initial, epochs_mult=config.epochs_mult,
+        epochs_step=config.epochs_step, transport_dtype=config.transport_dtype,
+        round_offset=round_offset,
     )
 
 

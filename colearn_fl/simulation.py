@@ -81,6 +81,17 @@ def simulate(
     return run_folder(parsed, 0)
 
 
+def with_run_config(context: Context, config: Mapping[str, Any]) -> Context:
+    """``context`` whose run config also holds ``config`` (overriding what it had).
+
+    Flower refuses changes to a context's run_config: this is a copy (the state stays shared,
+    as Flower keeps it per node).
+    """
+    return Context(run_id=context.run_id, node_id=context.node_id,
+                   node_config=context.node_config, state=context.state,
+                   run_config={**context.run_config, **config})
+
+
 def _apps(
     config: dict[str, Any], module_fn: ModuleFn, datamodule_fn: DataModuleFn,
     central_datamodule_fn: CentralDataFn | None, mods: list[Mod],
@@ -88,11 +99,7 @@ def _apps(
     """Server and client apps (and client mods) that see ``config`` as their run config."""
 
     def configured(context: Context) -> Context:
-        # Flower refuses changes to a context's run_config: hand the apps a copy whose
-        # run_config holds the overrides (state stays shared, as Flower keeps it per node).
-        return Context(run_id=context.run_id, node_id=context.node_id,
-                       node_config=context.node_config, state=context.state,
-                       run_config={**context.run_config, **config})
+        return with_run_config(context, config)
 
     def seeing_config(mod: Mod) -> Mod:
         def configured_mod(msg: Message, context: Context, call_next: ClientAppCallable

@@ -1,9 +1,12 @@
-"""Server-side co-learning: the CoLearn strategy and its pure LR / epoch schedules."""
+"""Server-side co-learning, with Flower and NumPy only: the round schedule over any Flower
+strategy (``CoLearnSchedule``), the paper's configuration (``CoLearn``), the pure LR / epoch
+schedules, the wire keys and Flower's server optimizers by name."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from strategies.colearn import CoLearn
+from strategies.colearn_schedule import CoLearnSchedule
+from strategies.errors import ScheduleError
 from strategies.schedules import (
     EPOCH_SCHEDULES,
     LR_SCHEDULES,
@@ -11,15 +14,7 @@ from strategies.schedules import (
     lr_at,
     round_lr_bounds,
 )
+from strategies.server_optimizers import SERVER_OPTIMIZERS, server_optimizer
 
-__all__ = ["CoLearn", "EPOCH_SCHEDULES", "LR_SCHEDULES", "local_epochs", "lr_at", "round_lr_bounds"]
-
-
-def __getattr__(name: str) -> Any:
-    # CoLearn imports Flower and colearn_fl.config, which imports the schedules above:
-    # loading it lazily keeps `strategies.schedules` importable without a cycle.
-    if name == "CoLearn":
-        from strategies.colearn import CoLearn
-
-        return CoLearn
-    raise AttributeError(f"module 'strategies' has no attribute {name!r}")
+__all__ = ["CoLearn", "CoLearnSchedule", "EPOCH_SCHEDULES", "LR_SCHEDULES", "SERVER_OPTIMIZERS",
+           "ScheduleError", "local_epochs", "lr_at", "round_lr_bounds", "server_optimizer"]

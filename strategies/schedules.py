@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import math
 
-from colearn_fl.errors import ConfigError
+from strategies.errors import ScheduleError
 
 LR_SCHEDULES = ("cosine", "triangular", "triangular2", "exp-range", "constant")
 EPOCH_SCHEDULES = ("fixed", "linear", "geometric")
 
 
 def validate_lr_cycle(schedule: str, lr_max: float, lr_min: float) -> None:
-    """Raise ``ConfigError`` unless ``schedule`` is known and ``0 <= lr_min <= lr_max``."""
+    """Raise ``ScheduleError`` unless ``schedule`` is known and ``0 <= lr_min <= lr_max``."""
     if schedule not in LR_SCHEDULES:
-        raise ConfigError(
+        raise ScheduleError(
             f"lr-schedule={schedule!r} is not known; use one of: {', '.join(LR_SCHEDULES)}."
         )
     if not (lr_max > 0 and 0 <= lr_min <= lr_max and math.isfinite(lr_max)):
-        raise ConfigError(
+        raise ScheduleError(
             f"lr-max={lr_max}, lr-min={lr_min}: need 0 <= lr-min <= lr-max and lr-max > 0 "
             "(e.g. --run-config 'lr-max=0.05 lr-min=0.0005')."
         )
@@ -46,7 +46,7 @@ def round_lr_bounds(
         decay = 0.5 ** (server_round - 1)
     elif schedule == "exp-range":
         if not 0.0 < gamma <= 1.0:
-            raise ConfigError(f"lr-gamma={gamma}: must be in (0, 1].")
+            raise ScheduleError(f"lr-gamma={gamma}: must be in (0, 1].")
         decay = gamma ** (server_round - 1)
     else:
         decay = 1.0
@@ -74,18 +74,18 @@ def lr_at(schedule: str, position: float, lr_max: float, lr_min: float) -> float
 
 
 def validate_epochs(schedule: str, initial: int, mult: float = 2.0, step: int = 1) -> None:
-    """Raise ``ConfigError`` unless the epoch schedule is known and its parameters valid."""
+    """Raise ``ScheduleError`` unless the epoch schedule is known and its parameters valid."""
     if schedule not in EPOCH_SCHEDULES:
-        raise ConfigError(
+        raise ScheduleError(
             f"epochs-schedule={schedule!r} is not known; use one of: "
             f"{', '.join(EPOCH_SCHEDULES)}."
         )
     if initial < 1:
-        raise ConfigError(f"epochs-initial={initial}: must be a positive number of epochs.")
+        raise ScheduleError(f"epochs-initial={initial}: must be a positive number of epochs.")
     if mult < 1.0:
-        raise ConfigError(f"epochs-mult={mult}: must be >= 1 (local epochs never shrink).")
+        raise ScheduleError(f"epochs-mult={mult}: must be >= 1 (local epochs never shrink).")
     if step < 0:
-        raise ConfigError(f"epochs-step={step}: must be >= 0 (local epochs never shrink).")
+        raise ScheduleError(f"epochs-step={step}: must be >= 0 (local epochs never shrink).")
 
 
 def local_epochs(

@@ -13,7 +13,9 @@ key                type   meaning
 =================  =====  ========================================================
 
 Site -> server: the model as ``ArrayRecord`` ``"arrays"`` and a ``MetricRecord``
-``"metrics"`` with at least ``num-examples`` (the averaging weight) and ``train-loss``.
+``"metrics"`` with at least ``num-examples`` (the averaging weight) and ``train-loss``; sites
+running ``colearn_fl.client_app`` add ``epochs-run``, ``lr-first`` and ``lr-last`` (what they
+did). FedProx adds ``proximal-mu`` (float) to the server's config.
 """
 
 from __future__ import annotations
@@ -25,3 +27,12 @@ LR_MAX = "lr-max"
 LR_MIN = "lr-min"
 NUM_EXAMPLES = "num-examples"
 TRAIN_LOSS = "train-loss"
+
+# What a site did in a training round (site -> server, in its metrics): recorded per site in
+# the history, never averaged. A site that does not report them did not follow the schedule.
+EPOCHS_RUN = "epochs-run"
+LR_FIRST = "lr-first"  # the LR of the round's first optimizer step
+LR_LAST = "lr-last"  # the LR of its last step
+
+# Flower's FedProx sends its proximal weight under this key; colearn-fl's sites honour it.
+PROXIMAL_MU = "proximal-mu"

@@ -22,9 +22,10 @@ def run(script: str, *args: str) -> str:
 def test_communication_ratios() -> None:
     out = run("communication.py", "--smoke")
     ratios = {m[0]: float(m[1]) for m in re.findall(r"(\w+) \| ([0-9.]+) \|", out)}
-    # float32: one copy down and one up, exactly; 16 bit: under one copy in all
+    # float32: one copy down and one up, exactly; 16 bit: about one copy in all (float16's
+    # standard NumPy arrays carry a 128-byte header each, bfloat16's raw words none)
     assert ratios["float32"] == pytest.approx(2.0)
-    assert ratios["float16"] <= 1.0 and ratios["bfloat16"] <= 1.0
+    assert ratios["float16"] <= 1.01 and ratios["bfloat16"] <= 1.0
 
 
 def test_overhead_ratio_is_printed() -> None:

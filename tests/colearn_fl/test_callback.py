@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 from colearn_fl.callback import RoundStats, ServerSchedule
-from colearn_fl.errors import ConfigError
+from strategies.errors import ScheduleError
 from tests.tiny import TinyClassifier, TinyData
 
 
@@ -97,5 +97,5 @@ def test_round_stats_counts_examples_and_mean_loss(tmp_path) -> None:
 
 
 def test_bad_cycle_is_refused_in_init() -> None:
-    with pytest.raises(ConfigError, match="lr-min <= lr-max"):
+    with pytest.raises(ScheduleError, match="lr-min <= lr-max"):
         ServerSchedule("cosine", 0.01, 0.1)

@@ -9,7 +9,7 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 
 from colearn_fl.arrays import arrays_to_state_dict, state_dict_to_arrays
-from colearn_fl.client import evaluate_round, train_round
+from colearn_fl.client import _no_schedule, evaluate_round, train_round
 from colearn_fl.errors import ConfigError
 from tests.tiny import TinyClassifier, TinyData
 
@@ -45,7 +45,11 @@ def test_train_round_replies_weights_examples_and_loss(flower_identity: None, tm
     metrics = reply.content["metrics"]
     assert metrics["num-examples"] == 48
     assert math.isfinite(metrics["train-loss"])
-    assert set(metrics) == {"num-examples", "train-loss"}
+    # what the site did: 2 epochs of 3 steps; cosine from 0.1, step 5 of 6 at position 5/6
+    assert set(metrics) == {"num-examples", "train-loss", "epochs-run", "lr-first", "lr-last"}
+    assert metrics["epochs-run"] == 2 and metrics["lr-first"] == pytest.approx(0.1)
+    cosine = 0.5 * (1 + math.cos(math.pi * 5 / 6))
+    assert metrics["lr-last"] == pytest.approx(0.001 + 0.099 * cosine)
     assert (tmp_path / "run-7" / "sites" / "site-1" / "round-1-train").is_dir()
 
 
@@ -97,3 +101,38 @@ def test_a_global_model_of_another_shape_is_one_clear_error(flower_identity: Non
     with pytest.raises(ConfigError, match="does not fit the model this site built.*same model"):
         train_round(msg, context(tmp_path), lambda cfg: TinyClassifier(),
                     lambda ctx: TinyData())
+
+
+def test_without_a_schedule_the_site_trains_epochs_initial_with_its_own_lr(
+        flower_identity: None, tmp_path, caplog) -> None:
+    # Prepare: a stock Flower server sends only server-round; this run says epochs-initial=2
+    msg = instruction(MessageType.TRAIN, TinyClassifier())
+    ctx = context(tmp_path)
+    ctx.run_config["epochs-initial"] = 2
+    _no_schedule.cache_clear()  # said once per process: let this test see it
+    # Execute
+    reply = train_round(msg, ctx, lambda cfg: TinyClassifier(), lambda ctx: TinyData(n=32))
+    # Assert: 2 epochs at the module's own SGD LR (0.123), said once in the log
+    metrics = reply.content["metrics"]
+    assert metrics["epochs-run"] == 2
+    assert metrics["lr-first"] == metrics["lr-last"] == pytest.approx(0.123)
+    assert "no co-learning schedule (local-epochs, lr-schedule, lr-max, lr-min missing)" in (
+        caplog.text)
+
+
+def _update_norm(tmp_path, mu: float) -> float:
+    torch.manual_seed(0)
+    global_model = TinyClassifier()
+    msg = instruction(MessageType.TRAIN, global_model, **ROUND, **{"proximal-mu": mu})
+    reply = train_round(msg, context(tmp_path), lambda cfg: TinyClassifier(),
+                        lambda ctx: TinyData(n=64))
+    trained = arrays_to_state_dict(reply.content["arrays"])
+    return float(sum(((trained[k] - v) ** 2).sum() for k, v in
+                     global_model.named_parameters()) ** 0.5)
+
+
+def test_fedprox_proximal_mu_shrinks_the_update(flower_identity: None, tmp_path) -> None:
+    # Execute: the same round and seed with a growing proximal weight
+    norms = [_update_norm(tmp_path, mu) for mu in (0.0, 1.0, 10.0)]
+    # Assert: the pull towards the global model shrinks the update
+    assert norms[0] > norms[1] > norms[2] > 0

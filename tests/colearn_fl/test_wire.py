@@ -59,14 +59,16 @@ def test_sites_send_only_state_dict_arrays_and_scalar_metrics(tmp_path) -> None:
                        if rec["kind"] == MetricRecord.__name__)
         assert set(metrics["values"].values()) <= {"int", "float"}
         if reply["type"] == "train":
-            # the state_dict, key for key and dtype for dtype, and the two training metrics
+            # the state_dict, key for key and dtype for dtype, the training metrics and what
+            # the site did (epochs run, first and last LR)
             assert kinds == ["ArrayRecord", "MetricRecord"]
             arrays = next(rec for rec in reply["records"].values()
                           if rec["kind"] == ArrayRecord.__name__)
             assert arrays["keys"] == list(state_dict)
             assert arrays["values"] == {k: str(t.dtype).removeprefix("torch.")
                                         for k, t in state_dict.items()}
-            assert set(metrics["keys"]) == {"num-examples", "train-loss"}
+            assert set(metrics["keys"]) == {"num-examples", "train-loss", "epochs-run",
+                                            "lr-first", "lr-last"}
         else:
             assert kinds == ["MetricRecord"]
             assert set(metrics["keys"]) == {"num-examples", "loss", "accuracy"}

@@ -15,8 +15,7 @@ from flwr.app import (
     RecordDict,
 )
 
-from colearn_fl.errors import ConfigError
-from strategies import CoLearn
+from strategies import CoLearn, ScheduleError
 
 
 class StaticGrid:
@@ -96,7 +95,8 @@ BAD_REPLIES = {
     "missing key": lambda: reply(3, ArrayRecord({"w": Array(np.zeros(2, np.float32))})),
     "extra key": lambda: reply(3, ArrayRecord({**model([0, 0], 0), "z": Array(np.zeros(1))})),
     "shape": lambda: reply(3, model([0, 0, 0], 1)),
-    "dtype": lambda: reply(3, model([0, 0], 1, dtype="float64")),
+    "int dtype": lambda: reply(3, ArrayRecord({"w": Array(np.zeros(2, np.float32)),
+                                               "n": Array(np.array(1.0))})),
     "no examples": lambda: reply(3, model([0, 0], 1), examples=0),
     "no arrays": lambda: reply(3, None),
 }
@@ -137,13 +137,20 @@ def test_fedavg_is_colearn_configured_constant_and_fixed(flower_identity: None) 
 
 
 def test_bad_schedule_is_refused_at_construction() -> None:
-    with pytest.raises(ConfigError, match="lr-schedule='step'"):
+    with pytest.raises(ScheduleError, match="lr-schedule='step'"):
         CoLearn(lr_schedule="step")
 
 
-def test_reply_with_odd_metric_names_is_dropped(strategy: CoLearn) -> None:
+def test_metric_names_never_cost_a_site_its_model(strategy: CoLearn) -> None:
+    # Prepare: a third site with an extra metric and Flower's snake_case name for the loss
     odd = reply(3, model([9, 9], 9))
-    odd.content["metrics"]["extra"] = 1.0
-    arrays, _ = strategy.aggregate_train(1, [reply(1, model([1, 2], 2)), reply(2, model([3, 4], 4)),
-                                             odd])
-    np.testing.assert_allclose(arrays["w"].numpy(), [2.0, 3.0])
+    odd.content["metrics"] = MetricRecord({"num-examples": 1, "train_loss": 0.8, "extra": 1.0})
+    # Execute
+    arrays, metrics = strategy.aggregate_train(
+        1, [reply(1, model([1, 2], 2)), reply(2, model([3, 4], 4)), odd])
+    # Assert: all three models averaged (equal weights); train-loss averaged over the three
+    # (train_loss counts as train-loss); the metric only one site sends is not averaged
+    np.testing.assert_allclose(arrays["w"].numpy(), [13 / 3, 5.0])
+    assert strategy.rounds[1]["sites-averaged"] == 3
+    assert metrics["train-loss"] == pytest.approx(0.6)
+    assert "extra" not in metrics

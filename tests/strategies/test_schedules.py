@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from colearn_fl.errors import ConfigError
+from strategies.errors import ScheduleError
 from strategies.schedules import (
     EPOCH_SCHEDULES,
     LR_SCHEDULES,
@@ -112,7 +112,7 @@ def test_every_epoch_schedule_is_tested() -> None:
     ],
 )
 def test_validation_errors_name_the_key(call, match: str) -> None:
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(ScheduleError, match=match):
         call()
 
 

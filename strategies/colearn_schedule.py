@@ -1,0 +1,268 @@
+"""CoLearnSchedule: co-learning's round schedule (CLR + ILE) over any Flower strategy.
+
+A wrapper in the manner of Flower's differential-privacy wrappers: it adds the round's
+schedule to what the wrapped strategy sends, checks and evens out the replies before the
+wrapped strategy aggregates them, and gives the aggregate back the global model's dtypes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from logging import INFO, WARNING
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+from flwr.supercore import log
+
+from strategies.arrays import count_bytes, restore_dtypes
+from strategies.replies import even_out, metrics_of, model_problem, sent_bytes, weight_problem
+from strategies.schedules import local_epochs, lr_at, round_lr_bounds, validate_epochs
+from strategies.transport import check_transport_dtype, encode
+from strategies.wire import (
+    EPOCHS_RUN,
+    LOCAL_EPOCHS,
+    LR_FIRST,
+    LR_LAST,
+    LR_MAX,
+    LR_MIN,
+    LR_SCHEDULE,
+    NUM_EXAMPLES,
+)
+
+SITE_REPORT = (EPOCHS_RUN, LR_FIRST, LR_LAST)  # what a site did; recorded, never averaged
+LR_TOLERANCE = 1e-6  # relative: a reported LR within this of the cycle's counts as followed
+
+
+class CoLearnSchedule(Strategy):
+    """Co-learning's schedule over any Flower strategy (Mi et al., Sci China Inf Sci 63:182102,
+    2020, https://arxiv.org/abs/1810.06877).
+
+    Every training round the wrapped strategy samples the sites and builds its messages; this
+    wrapper adds the round's schedule to their ``ConfigRecord``:
+
+    - ``local-epochs`` (int): epochs this round (ILE, e.g. ``T0 * mult^(round-1)``);
+    - ``lr-schedule`` (str), ``lr-max``, ``lr-min`` (float): the LR cycle the site follows over
+      the round's steps (CLR, restarting every round),
+
+    next to the wrapped strategy's own keys (``server-round``; FedProx's ``proximal-mu``). The
+    model travels in ``transport_dtype``. Replies are judged by their model (keys, shapes and
+    finite values that fit the global model) and a positive ``num-examples``; metric names
+    never cost a site its model. A site reports what it did with ``epochs-run``, ``lr-first``
+    and ``lr-last``; a site that does not (e.g. a stock Flower client) is still averaged, and
+    the server warns once that it did not follow the schedule. The aggregate keeps each
+    array's dtype, whatever the wrapped strategy computes in (FedAdam computes in float64).
+
+    Parameters
+    ----------
+    strategy : Strategy
+        The wrapped strategy (``FedAvg``, ``FedAvgM``, ``FedProx``, ``FedAdam``, ...).
+    lr_schedule : str (default: "cosine")
+        Cycle shape inside each round; one of ``strategies.schedules.LR_SCHEDULES``.
+    lr_max : float (default: 0.05)
+        Top of the cycle (the constant LR for ``constant``).
+    lr_min : float (default: 0.0005)
+        Bottom of the cycle.
+    lr_gamma : float (default: 0.5)
+        Per-round amplitude factor of ``exp-range``.
+    epochs_schedule : str (default: "geometric")
+        Local epochs over rounds; one of ``strategies.schedules.EPOCH_SCHEDULES``.
+    epochs_initial : int (default: 1)
+        Local epochs in round 1 (T0).
+    epochs_mult : float (default: 2.0)
+        Growth factor of ``geometric``.
+    epochs_step : int (default: 1)
+        Growth step of ``linear``.
+    transport_dtype : str (default: "float32")
+        Precision of the floating arrays on the wire (``float32``, ``float16``: both read by
+        any Flower client; ``bfloat16``: colearn-fl sites only).
+    round_offset : int (default: 0)
+        Rounds already completed before this strategy starts (resume): loop round ``r`` is
+        sent, scheduled and logged as round ``r + round_offset``.
+    """
+
+    # pylint: disable=too-many-arguments
+    def __init__(
+        self,
+        strategy: Strategy,
+        *,
+        lr_schedule: str = "cosine",
+        lr_max: float = 0.05,
+        lr_min: float = 0.0005,
+        lr_gamma: float = 0.5,
+        epochs_schedule: str = "geometric",
+        epochs_initial: int = 1,
+        epochs_mult: float = 2.0,
+        epochs_step: int = 1,
+        transport_dtype: str = "float32",
+        round_offset: int = 0,
+    ) -> None:
+        round_lr_bounds(lr_schedule, lr_max, lr_min, 1, lr_gamma)  # validates
+        validate_epochs(epochs_schedule, epochs_initial, epochs_mult, epochs_step)
+        check_transport_dtype(transport_dtype)
+        self.strategy = strategy
+        self.lr_schedule, self.lr_max, self.lr_min, self.lr_gamma = (
+            lr_schedule, lr_max, lr_min, lr_gamma)
+        self.epochs_schedule, self.epochs_initial = epochs_schedule, epochs_initial
+        self.epochs_mult, self.epochs_step = epochs_mult, epochs_step
+        self.transport_dtype, self.round_offset = transport_dtype, round_offset
+        self.rounds: dict[int, dict[str, Any]] = {}  # what each round sent and received
+        self._global: ArrayRecord | None = None  # the round's global model, full precision
+        self._wire: ArrayRecord | None = None  # the same, as sent (transport-dtype)
+        self._told: set[Any] = set()  # sites and metric names already warned about
+
+    def summary(self) -> None:
+        """Log the schedule, then the wrapped strategy's summary."""
+        log(INFO, "\t├──> Co-learning schedule over %s:", type(self.strategy).__name__)
+        log(INFO, "\t│\t├──LR cycle: %s, %g -> %g (gamma %g)",
+            self.lr_schedule, self.lr_max, self.lr_min, self.lr_gamma)
+        log(INFO, "\t│\t├──Local epochs: %s, T0=%d, mult=%g, step=%d",
+            self.epochs_schedule, self.epochs_initial, self.epochs_mult, self.epochs_step)
+        log(INFO, "\t│\t└──Transport precision: %s", self.transport_dtype)
+        self.strategy.summary()
+
+    def round_schedule(self, server_round: int) -> dict[str, Any]:
+        """The wire config of round ``server_round`` (counted from 1, offset included)."""
+        top, bottom = round_lr_bounds(
+            self.lr_schedule, self.lr_max, self.lr_min, server_round, self.lr_gamma)
+        epochs = local_epochs(self.epochs_schedule, server_round, self.epochs_initial,
+                              self.epochs_mult, self.epochs_step)
+        return {LOCAL_EPOCHS: epochs, LR_SCHEDULE: self.lr_schedule, LR_MAX: top, LR_MIN: bottom}
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """The wrapped strategy's messages, with the round's schedule and the model as sent."""
+        round_ = server_round + self.round_offset
+        self._global, self._wire = arrays, encode(arrays, self.transport_dtype)
+        schedule = self.round_schedule(round_)
+        messages = list(self.strategy.configure_train(
+            round_, arrays, ConfigRecord({**dict(config), **schedule}), grid))
+        for msg in messages:
+            for key in list(msg.content.array_records):
+                msg.content[key] = self._wire
+        self.rounds[round_] = {
+            "schedule": schedule,
+            "sites-sent": len(messages),
+            "model-bytes": count_bytes(arrays),  # one full-precision copy
+            "bytes-sent": count_bytes(self._wire) * len(messages),  # as sent (transport-dtype)
+        }
+        return messages
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Drop unusable replies (logged), even out the rest, let the wrapped strategy
+        aggregate them, and restore every array's dtype."""
+        round_ = server_round + self.round_offset
+        replies = list(replies)
+        received = sent_bytes(replies)  # as they came, before even_out casts them
+        failed = [m for m in replies if m.has_error()]
+        accepted = [m for m in replies if not m.has_error()
+                    and self._usable(round_, m, model_problem(m.content, self._wire))]
+        metrics = [metrics_of(m.content) for m in accepted]
+        sites = [self._site_report(round_, msg, values) for msg, values in
+                 zip(accepted, metrics, strict=True)]
+        self._note_left_out(round_, even_out(accepted, metrics, self._global))
+        self._explain_failures(round_, failed)
+        arrays, aggregated = (self.strategy.aggregate_train(round_, accepted + failed)
+                              if accepted else (None, None))
+        if arrays is not None and self._global is not None:
+            arrays = restore_dtypes(arrays, self._global)
+        self.rounds.setdefault(round_, {}).update({
+            "train-metrics": dict(aggregated) if aggregated is not None else {},
+            "sites-failed": len(failed),
+            "sites-dropped": len(replies) - len(failed) - len(accepted),
+            "sites-averaged": len(accepted) if arrays is not None else 0,
+            "sites-following": sum(site["followed"] for site in sites),
+            "site-reports": sites,
+            "errors": [m.error.reason for m in failed],
+            "bytes-received": received,
+        })
+        if arrays is None:
+            log(WARNING, "Round %d: no site returned a usable model; the global model is "
+                "unchanged (see the reasons above)", round_)
+        return arrays, aggregated
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """The wrapped strategy's evaluation messages, the model in transport-dtype."""
+        messages = list(self.strategy.configure_evaluate(
+            server_round + self.round_offset, arrays, config, grid))
+        wire = encode(arrays, self.transport_dtype)
+        for msg in messages:
+            for key in list(msg.content.array_records):
+                msg.content[key] = wire
+        return messages
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """The wrapped strategy's average over the metric names the sites share; a round
+        whose evaluation cannot be aggregated is logged, never fatal."""
+        round_ = server_round + self.round_offset
+        replies = list(replies)
+        accepted = [m for m in replies if not m.has_error()
+                    and self._usable(round_, m, weight_problem(m.content))]
+        self._note_left_out(round_, even_out(accepted, [metrics_of(m.content) for m in accepted],
+                                             None))
+        metrics = None
+        if accepted:
+            try:
+                metrics = self.strategy.aggregate_evaluate(
+                    round_, accepted + [m for m in replies if m.has_error()])
+            except Exception as error:  # noqa: BLE001 - a bad evaluation must not end the run
+                log(WARNING, "Round %d: federated evaluation not aggregated: %s", round_, error)
+        self.rounds.setdefault(round_, {})["federated-metrics"] = (
+            dict(metrics) if metrics is not None else {})
+        return metrics
+
+    def _usable(self, server_round: int, reply: Message, problem: str | None) -> bool:
+        if problem is not None:
+            log(WARNING, "Round %d: dropped the reply of node %d: %s",
+                server_round, reply.metadata.src_node_id, problem)
+        return problem is None
+
+    def _site_report(self, server_round: int, reply: Message,
+                     metrics: dict[str, float | int]) -> dict[str, Any]:
+        """What the site did (taken out of its metrics), and whether it followed the round's
+        schedule; a site that did not is warned about once."""
+        sent = self.rounds.get(server_round, {}).get("schedule") or self.round_schedule(
+            server_round)
+        did = {key: metrics.pop(key) for key in SITE_REPORT if key in metrics}
+        followed = _followed(sent, did)
+        node = reply.metadata.src_node_id
+        if not followed and ("site", node) not in self._told:
+            self._told.add(("site", node))
+            log(WARNING, "Round %d: node %d did not follow the co-learning schedule (sent %s; "
+                "it reported %s); its model is averaged all the same. Sites running "
+                "colearn_fl.client_app follow it.", server_round, node, sent, did or "nothing")
+        return {"node-id": node, NUM_EXAMPLES: metrics.get(NUM_EXAMPLES), **did,
+                "followed": followed}
+
+    def _note_left_out(self, server_round: int, names: set[str]) -> None:
+        new = sorted(n for n in names if ("metric", n) not in self._told)
+        self._told.update(("metric", n) for n in new)
+        if new:
+            log(INFO, "Round %d: metrics %s are not reported by every site, so they are not "
+                "averaged", server_round, new)
+
+    def _explain_failures(self, server_round: int, failed: list[Message]) -> None:
+        if failed and self.transport_dtype == "bfloat16" and ("bf16",) not in self._told:
+            self._told.add(("bf16",))
+            log(WARNING, "Round %d: %d site(s) failed with transport-dtype='bfloat16': stock "
+                "Flower clients cannot read bfloat16 arrays; use transport-dtype='float16' "
+                "or 'float32' with them.", server_round, len(failed))
+
+
+def _followed(sent: dict[str, Any], did: dict[str, Any]) -> bool:
+    """Whether a site's report matches the round's epochs and LR cycle."""
+    if set(did) != set(SITE_REPORT) or did[EPOCHS_RUN] != sent[LOCAL_EPOCHS]:
+        return False
+    top, bottom = sent[LR_MAX], sent[LR_MIN]
+    start = lr_at(sent[LR_SCHEDULE], 0.0, top, bottom)
+    slack = LR_TOLERANCE * max(top, 1e-12)
+    return (abs(did[LR_FIRST] - start) <= slack
+            and bottom - slack <= did[LR_LAST] <= top + slack)

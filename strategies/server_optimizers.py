@@ -1,0 +1,88 @@
+"""Flower's message-API strategies by name: the server optimizer under the co-learning schedule.
+
+``server-optimizer`` picks how the server turns the sites' models into the next global model:
+plain weighted averaging (``fedavg``, the paper's), server momentum (``fedavgm``, Hsu et al.
+2019), a proximal term at the sites (``fedprox``, Li et al. 2020) or an adaptive server
+optimizer (``fedadam``, ``fedyogi``, ``fedadagrad``; Reddi et al. 2021). ``CoLearnSchedule``
+adds the round schedule over any of them.
+"""
+
+from __future__ import annotations
+
+import math
+from logging import WARNING
+from typing import Any
+
+from flwr.serverapp.strategy import (
+    FedAdagrad,
+    FedAdam,
+    FedAvg,
+    FedAvgM,
+    FedProx,
+    FedYogi,
+)
+from flwr.supercore import log
+
+from strategies.errors import ScheduleError
+
+ADAPTIVE = {"fedadam": FedAdam, "fedyogi": FedYogi, "fedadagrad": FedAdagrad}
+SERVER_OPTIMIZERS = ("fedavg", "fedavgm", "fedprox", *ADAPTIVE)
+DEFAULT_SERVER_LR = {"fedavgm": 1.0, "fedadam": 0.1, "fedyogi": 0.1, "fedadagrad": 0.1}
+
+
+def check_server_optimizer(name: str, server_lr: float = 0.0, server_momentum: float = 0.0,
+                           proximal_mu: float = 0.0, server_tau: float = 1e-3) -> None:
+    """Raise ``ScheduleError`` naming the first server-optimizer key out of range."""
+    if name not in SERVER_OPTIMIZERS:
+        raise ScheduleError(f"server-optimizer={name!r} is not known; use one of: "
+                            f"{', '.join(SERVER_OPTIMIZERS)}.")
+    for key, value, ok in (
+        ("server-lr", server_lr, server_lr >= 0),
+        ("server-momentum", server_momentum, 0 <= server_momentum < 1),
+        ("proximal-mu", proximal_mu, proximal_mu >= 0),
+        ("server-tau", server_tau, server_tau > 0),
+    ):
+        if not (math.isfinite(value) and ok):
+            raise ScheduleError(f"{key}={value}: out of range (server-lr >= 0, where 0 means "
+                                "the optimizer's default; 0 <= server-momentum < 1; "
+                                "proximal-mu >= 0; server-tau > 0).")
+
+
+def server_optimizer(name: str = "fedavg", *, server_lr: float = 0.0,
+                     server_momentum: float = 0.0, proximal_mu: float = 0.0,
+                     server_tau: float = 1e-3, **kwargs: Any) -> FedAvg:
+    """The Flower strategy ``name`` with its own settings.
+
+    Parameters
+    ----------
+    name : str (default: "fedavg")
+        One of ``SERVER_OPTIMIZERS``.
+    server_lr : float (default: 0.0)
+        FedAvgM's server learning rate, or the adaptive optimizers' ``eta``; 0 = the
+        optimizer's default (``DEFAULT_SERVER_LR``).
+    server_momentum : float (default: 0.0)
+        FedAvgM's server momentum.
+    proximal_mu : float (default: 0.0)
+        FedProx's proximal weight, sent to the sites as ``proximal-mu``.
+    server_tau : float (default: 1e-3)
+        The adaptive optimizers' ``tau`` (degree of adaptivity).
+    **kwargs : Any
+        ``FedAvg``'s arguments (``fraction_train``, ``min_available_nodes``, ...).
+    """
+    check_server_optimizer(name, server_lr, server_momentum, proximal_mu, server_tau)
+    unused = [key for key, value, users in (
+        ("server-momentum", server_momentum, ("fedavgm",)),
+        ("proximal-mu", proximal_mu, ("fedprox",)),
+        ("server-lr", server_lr, ("fedavgm", *ADAPTIVE)),
+    ) if value and name not in users]
+    if unused:
+        log(WARNING, "server-optimizer=%r does not use %s; they are ignored", name,
+            ", ".join(unused))
+    lr = server_lr or DEFAULT_SERVER_LR.get(name, 1.0)
+    if name == "fedavgm":
+        return FedAvgM(server_learning_rate=lr, server_momentum=server_momentum, **kwargs)
+    if name == "fedprox":
+        return FedProx(proximal_mu=proximal_mu, **kwargs)
+    if name in ADAPTIVE:
+        return ADAPTIVE[name](eta=lr, tau=server_tau, **kwargs)
+    return FedAvg(**kwargs)
