@@ -25,7 +25,6 @@ from colearn_fl.results import read_history
 from colearn_fl.simulation import simulate
 from colearn_fl.task_adapter import TaskAdapter
 from strategies.arrays import count_bytes
-from strategies.schedules import local_epochs
 
 METHODS = ("vanilla", "ensemble", "fedavg", "fedavg-1", "colearn")
 
@@ -53,8 +52,7 @@ def compare(base: dict[str, Any], sites: int, methods: tuple[str, ...], fedavg_l
         raise ConfigError(f"--methods: {unknown} not known; use any of {', '.join(METHODS)}.")
     config = RunConfig.from_dict({**base, "output-dir": str(folder)})
     base = {**base, "output-dir": str(folder), "fraction-train": 1.0, "fraction-evaluate": 0.0}
-    epochs = [local_epochs(config.epochs_schedule, r, config.epochs_initial, config.epochs_mult,
-                           config.epochs_step) for r in range(1, config.num_server_rounds + 1)]
+    epochs = config.round_epochs()
     total_epochs, task = sum(epochs), TaskAdapter.named(config.task)
     if "accuracy" not in task.task.metrics:
         # The table, the curves and the ensemble's arg-max vote are single-label accuracy.
@@ -137,7 +135,7 @@ def write_comparison(folder: Path, results: list[MethodResult], base: dict[str, 
         + (f" (alpha {config.dirichlet_alpha})" if config.partitioning == "dirichlet" else "")
         + f", seed {config.seed}, max-samples {config.max_samples}; co-learning "
         f"{config.lr_schedule} {config.lr_max:g}->{config.lr_min:g}, epochs "
-        f"{config.epochs_schedule} T0={config.epochs_initial} mult={config.epochs_mult:g}, "
+        f"{config.epochs_schedule} {', '.join(map(str, config.round_epochs()))}, "
         f"{config.num_server_rounds} rounds; FedAvg constant LR {fedavg_lr:g}; server "
         f"optimizer {_optimizer(config)}; transport {config.transport_dtype}.", "",
         "| method | accuracy (%) | wall (s) | rounds | sample-epochs | MB communicated "

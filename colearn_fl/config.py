@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar
 
 from colearn_fl.errors import ConfigError
 from strategies.errors import ScheduleError
-from strategies.schedules import validate_epochs, validate_lr_cycle
+from strategies.schedules import local_epochs, validate_epochs, validate_lr_cycle
 from strategies.server_optimizers import check_server_optimizer
 from strategies.transport import check_transport_dtype
 from tasks.partition import check_partitioning
@@ -44,6 +44,8 @@ class RunConfig:
     epochs_initial: int = 1  # T0: local epochs in round 1
     epochs_mult: float = 2.0  # geometric: T0 * mult^(round-1)
     epochs_step: int = 1  # linear: T0 + step * (round-1)
+    epochs_budget: int = 0  # budget: pooled epochs spread over num-server-rounds
+    budget_shape: str = "geometric"  # budget: geometric, decaying or flat
     batch_size: int = 64
     fraction_train: float = 1.0  # fraction of connected sites that train each round
     fraction_evaluate: float = 1.0  # fraction of connected sites that evaluate each round
@@ -89,12 +91,19 @@ class RunConfig:
         config.validate()
         return config
 
+    def round_epochs(self) -> list[int]:
+        """Local epochs of every round of the run, as the schedule sends them."""
+        return [local_epochs(self.epochs_schedule, r, self.epochs_initial, self.epochs_mult,
+                             self.epochs_step, self.epochs_budget, self.num_server_rounds,
+                             self.budget_shape) for r in range(1, self.num_server_rounds + 1)]
+
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the first key whose value is out of range."""
         try:  # the strategy layer's checks raise its own ScheduleError
             validate_lr_cycle(self.lr_schedule, self.lr_max, self.lr_min)
             validate_epochs(self.epochs_schedule, self.epochs_initial, self.epochs_mult,
-                            self.epochs_step)
+                            self.epochs_step, self.epochs_budget, self.num_server_rounds,
+                            self.budget_shape)
             check_transport_dtype(self.transport_dtype)
             check_server_optimizer(self.server_optimizer, self.server_lr, self.server_momentum,
                                    self.proximal_mu, self.server_tau)

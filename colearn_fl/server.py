@@ -27,7 +27,8 @@ from strategies import CoLearnSchedule, server_optimizer
 ModuleFn = Callable[[dict[str, Any]], pl.LightningModule]
 CentralDataFn = Callable[[dict[str, Any]], pl.LightningDataModule | None]
 SCHEDULE_KEYS = ("lr-schedule", "lr-max", "lr-min", "lr-gamma", "epochs-schedule",
-                 "epochs-initial", "epochs-mult", "epochs-step", "server-optimizer")
+                 "epochs-initial", "epochs-mult", "epochs-step", "epochs-budget", "budget-shape",
+                 "server-optimizer")
 
 
 def server_app(
@@ -122,8 +123,9 @@ def build_strategy(config: RunConfig, round_offset: int = 0) -> CoLearnSchedule:
         optimizer, lr_schedule=config.lr_schedule, lr_max=config.lr_max,
         lr_min=config.lr_min, lr_gamma=config.lr_gamma, epochs_schedule=config.epochs_schedule,
         epochs_initial=config.epochs_initial, epochs_mult=config.epochs_mult,
-        epochs_step=config.epochs_step, transport_dtype=config.transport_dtype,
-        round_offset=round_offset,
+        epochs_step=config.epochs_step, epochs_budget=config.epochs_budget,
+        budget_shape=config.budget_shape, num_rounds=config.num_server_rounds,
+        transport_dtype=config.transport_dtype, round_offset=round_offset,
     )
 
 

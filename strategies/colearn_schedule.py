@@ -74,6 +74,13 @@ class CoLearnSchedule(Strategy):
         Growth factor of ``geometric``.
     epochs_step : int (default: 1)
         Growth step of ``linear``.
+    epochs_budget : int (default: 0)
+        ``budget``: pooled epochs to spread over ``num_rounds`` rounds.
+    budget_shape : str (default: "geometric")
+        ``budget``: ``geometric``, ``decaying`` or ``flat`` (``strategies.schedules
+        .budget_epochs``).
+    num_rounds : int (default: 0)
+        The run's total rounds, resumed ones included (``budget`` needs it).
     transport_dtype : str (default: "float32")
         Precision of the floating arrays on the wire (``float32``, ``float16``: both read by
         any Flower client; ``bfloat16``: colearn-fl sites only).
@@ -95,17 +102,23 @@ class CoLearnSchedule(Strategy):
         epochs_initial: int = 1,
         epochs_mult: float = 2.0,
         epochs_step: int = 1,
+        epochs_budget: int = 0,
+        budget_shape: str = "geometric",
+        num_rounds: int = 0,
         transport_dtype: str = "float32",
         round_offset: int = 0,
     ) -> None:
         round_lr_bounds(lr_schedule, lr_max, lr_min, 1, lr_gamma)  # validates
-        validate_epochs(epochs_schedule, epochs_initial, epochs_mult, epochs_step)
+        validate_epochs(epochs_schedule, epochs_initial, epochs_mult, epochs_step,
+                        epochs_budget, num_rounds, budget_shape)
         check_transport_dtype(transport_dtype)
         self.strategy = strategy
         self.lr_schedule, self.lr_max, self.lr_min, self.lr_gamma = (
             lr_schedule, lr_max, lr_min, lr_gamma)
         self.epochs_schedule, self.epochs_initial = epochs_schedule, epochs_initial
         self.epochs_mult, self.epochs_step = epochs_mult, epochs_step
+        self.epochs_budget, self.budget_shape, self.num_rounds = (
+            epochs_budget, budget_shape, num_rounds)
         self.transport_dtype, self.round_offset = transport_dtype, round_offset
         self.rounds: dict[int, dict[str, Any]] = {}  # what each round sent and received
         self._global: ArrayRecord | None = None  # the round's global model, full precision
@@ -127,7 +140,8 @@ class CoLearnSchedule(Strategy):
         top, bottom = round_lr_bounds(
             self.lr_schedule, self.lr_max, self.lr_min, server_round, self.lr_gamma)
         epochs = local_epochs(self.epochs_schedule, server_round, self.epochs_initial,
-                              self.epochs_mult, self.epochs_step)
+                              self.epochs_mult, self.epochs_step, self.epochs_budget,
+                              self.num_rounds, self.budget_shape)
         return {LOCAL_EPOCHS: epochs, LR_SCHEDULE: self.lr_schedule, LR_MAX: top, LR_MIN: bottom}
 
     def configure_train(

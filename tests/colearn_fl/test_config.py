@@ -49,8 +49,17 @@ def test_parses_kebab_case_and_keeps_unknown_keys() -> None:
         ({"fraction-train": 1.5}, r"fraction-train=1.5: must be in \[0, 1\]"),
         ({"dirichlet-alpha": 0}, "dirichlet-alpha=0"),
         ({"seed": -1}, "seed=-1"),
+        ({"epochs-schedule": "budget", "epochs-budget": 2},
+         "epochs-budget=2 with num-server-rounds=3"),
+        ({"server-optimizer": "sgd"}, "server-optimizer='sgd' is not known"),
     ],
 )
 def test_errors_name_key_and_value(raw: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         RunConfig.from_dict(raw)
+
+
+def test_round_epochs_of_a_budget_sum_to_it() -> None:
+    config = RunConfig.from_dict({"epochs-schedule": "budget", "epochs-budget": 7,
+                                  "budget-shape": "decaying"})
+    assert config.round_epochs() == [4, 2, 1]

@@ -156,3 +156,10 @@ def test_bfloat16_failures_are_explained_once(flower_identity: None, caplog) -> 
 def test_server_optimizer_errors_name_the_key(kwargs: dict, match: str) -> None:
     with pytest.raises(ScheduleError, match=match):
         server_optimizer(**kwargs)
+
+
+def test_a_budget_of_pooled_epochs_is_spread_over_the_rounds() -> None:
+    # "7 epochs in 3 rounds", as the run config asks for it
+    wrapped = CoLearnSchedule(server_optimizer("fedavg"), epochs_schedule="budget",
+                              epochs_budget=7, num_rounds=3)
+    assert [wrapped.round_schedule(r)["local-epochs"] for r in (1, 2, 3)] == [1, 2, 4]

@@ -81,6 +81,7 @@ def test_exp_range_uses_gamma() -> None:
         ("fixed", [2, 2, 2, 2]),
         ("linear", [2, 5, 8, 11]),  # T0 + step * (r - 1), step 3
         ("geometric", [2, 4, 8, 16]),  # T0 * mult^(r - 1), mult 2
+        ("decaying", [2, 1, 1, 1]),  # T0 / mult^(r - 1), at least 1
     ],
 )
 def test_local_epochs(schedule: str, expected: list[int]) -> None:
@@ -94,7 +95,8 @@ def test_geometric_rounds_fractional_growth() -> None:
 
 
 def test_every_epoch_schedule_is_tested() -> None:
-    assert set(EPOCH_SCHEDULES) == {"fixed", "linear", "geometric"}
+    # budget: test_budget_spreads_whole_epochs_summing_exactly
+    assert set(EPOCH_SCHEDULES) == {"fixed", "linear", "geometric", "decaying", "budget"}
 
 
 @pytest.mark.parametrize(
@@ -124,3 +126,39 @@ def test_validation_errors_name_the_key(call, match: str) -> None:
 def test_position_and_round_out_of_range(call) -> None:
     with pytest.raises(ValueError):
         call()
+
+
+@pytest.mark.parametrize(
+    ("budget", "rounds", "shape", "mult", "expected"),
+    [
+        (7, 3, "geometric", 2.0, [1, 2, 4]),  # "7 epochs in 3 rounds": shares 1, 2, 4 exactly
+        (7, 3, "decaying", 2.0, [4, 2, 1]),
+        (7, 3, "flat", 2.0, [3, 2, 2]),  # 2.33 each: the left-over epoch to the first round
+        (10, 3, "geometric", 2.0, [1, 3, 6]),  # shares 1.43, 2.86, 5.71
+        (3, 3, "geometric", 2.0, [1, 1, 1]),  # one epoch a round is the least
+        (20, 4, "decaying", 3.0, [14, 4, 1, 1]),  # shares 13.5, 4.5, 1.5, 0.5
+    ],
+)
+def test_budget_spreads_whole_epochs_summing_exactly(budget: int, rounds: int, shape: str,
+                                                     mult: float, expected: list[int]) -> None:
+    # Execute
+    epochs = [local_epochs("budget", r, 1, mult, budget=budget, rounds=rounds, shape=shape)
+              for r in range(1, rounds + 1)]
+    # Assert
+    assert epochs == expected and sum(epochs) == budget
+
+
+def test_decaying_epochs_halve_down_to_one() -> None:
+    assert [local_epochs("decaying", r, 8) for r in range(1, 6)] == [8, 4, 2, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"budget": 2, "rounds": 3}, "epochs-budget=2 with num-server-rounds=3"),
+        ({"budget": 7, "rounds": 3, "shape": "cubic"}, "budget-shape='cubic' is not known"),
+    ],
+)
+def test_budget_errors_name_the_key(kwargs: dict, match: str) -> None:
+    with pytest.raises(ScheduleError, match=match):
+        local_epochs("budget", 1, 1, **kwargs)
