@@ -14,7 +14,7 @@ from pathlib import Path
 
 from flwr.common.config import parse_config_args
 
-from colearn_fl.errors import ColearnError
+from colearn_fl.errors import ColearnError, ConfigError
 from tasks.partition import PARTITIONINGS
 
 
@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--rounds", type=int, default=None,
                      help="co-learning rounds (default: num-server-rounds)")
     cmp.add_argument("--seed", type=int, default=0)
+    cmp.add_argument("--seeds", default="",
+                     help="comma-separated seeds (e.g. 0,1,2): every method per seed, then "
+                          "mean ± std and paired differences to co-learning (seeds.md)")
     cmp.add_argument("--max-samples", type=int, default=0, help="0 = all (quick runs: e.g. 2000)")
     cmp.add_argument("--fedavg-lr", type=float, default=0.02,
                      help="FedAvg's constant LR (the best of 0.01/0.02/0.05 on IID here)")
@@ -109,7 +112,7 @@ def _tasks(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from colearn_fl.compare import METHODS, compare
+    from colearn_fl.compare import METHODS, compare, compare_seeds
 
     base = parse_config_args([args.run_config]) if args.run_config.strip() else {}
     base.update({"task": args.task, "partitioning": args.partitioning,
@@ -119,10 +122,23 @@ def _compare(args: argparse.Namespace) -> int:
         base["num-server-rounds"] = args.rounds
     methods = METHODS if args.methods == "all" else tuple(args.methods.split(","))
     folder = args.output_dir.resolve() / (args.name or args.partitioning)
-    compare(base, args.sites, methods, args.fedavg_lr, args.cpus_per_site, folder)
-    print((folder / "comparison.md").read_text())
+    if args.seeds.strip():
+        compare_seeds(base, _seeds(args.seeds), args.sites, methods, args.fedavg_lr,
+                      args.cpus_per_site, folder)
+        print((folder / "seeds.md").read_text())
+    else:
+        compare(base, args.sites, methods, args.fedavg_lr, args.cpus_per_site, folder)
+        print((folder / "comparison.md").read_text())
     print(f"table, csv and plot in {folder}")
     return 0
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: expected comma-separated integers, e.g. "
+                          "--seeds 0,1,2.") from None
 
 
 def _speech_demo(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from colearn_fl.config import RunConfig
 from colearn_fl.errors import ConfigError
 from colearn_fl.nonfederated import ensemble, vanilla
 from colearn_fl.results import read_history
+from colearn_fl.seeds import SeedSummary, summarise, write_summary
 from colearn_fl.simulation import simulate
 from colearn_fl.task_adapter import TaskAdapter
 from strategies.arrays import count_bytes
@@ -126,18 +127,10 @@ def write_comparison(folder: Path, results: list[MethodResult], base: dict[str, 
         writer.writerow(columns)
         for r in results:
             writer.writerow([getattr(r, c) for c in columns])
-    config = RunConfig.from_dict(base)
     lines = [
         f"# Comparison at equal budget ({date.today().isoformat()}, {platform.node()}, "
         f"{platform.processor() or platform.machine()})", "",
-        f"task `{config.task}`, model `{config.model or 'default'}`, {sites} sites, "
-        f"partitioning `{config.partitioning}`"
-        + (f" (alpha {config.dirichlet_alpha})" if config.partitioning == "dirichlet" else "")
-        + f", seed {config.seed}, max-samples {config.max_samples}; co-learning "
-        f"{config.lr_schedule} {config.lr_max:g}->{config.lr_min:g}, epochs "
-        f"{config.epochs_schedule} {', '.join(map(str, config.round_epochs()))}, "
-        f"{config.num_server_rounds} rounds; FedAvg constant LR {fedavg_lr:g}; server "
-        f"optimizer {_optimizer(config)}; transport {config.transport_dtype}.", "",
+        setting(RunConfig.from_dict(base), sites, fedavg_lr), "",
         "| method | accuracy (%) | wall (s) | rounds | sample-epochs | MB communicated "
         "| s/round | MB/round |",
         "|---|---|---|---|---|---|---|---|",
@@ -148,6 +141,38 @@ def write_comparison(folder: Path, results: list[MethodResult], base: dict[str, 
                      f"{r.s_per_round:.1f} | {r.mb_per_round:.2f} |")
     (folder / "comparison.md").write_text("\n".join(lines) + "\n")
     _plot(folder / "comparison.png", results)
+
+
+def setting(config: RunConfig, sites: int, fedavg_lr: float) -> str:
+    """One sentence stating what every method of a comparison shares."""
+    return (
+        f"task `{config.task}`, model `{config.model or 'default'}`, {sites} sites, "
+        f"partitioning `{config.partitioning}`"
+        + (f" (alpha {config.dirichlet_alpha})" if config.partitioning == "dirichlet" else "")
+        + f", seed {config.seed}, max-samples {config.max_samples}; co-learning "
+        f"{config.lr_schedule} {config.lr_max:g}->{config.lr_min:g}, epochs "
+        f"{config.epochs_schedule} {', '.join(map(str, config.round_epochs()))}, "
+        f"{config.num_server_rounds} rounds; FedAvg constant LR {fedavg_lr:g}; server "
+        f"optimizer {_optimizer(config)}; transport {config.transport_dtype}.")
+
+
+def compare_seeds(base: dict[str, Any], seeds: list[int], sites: int,
+                  methods: tuple[str, ...], fedavg_lr: float, cpus_per_site: float,
+                  folder: Path) -> list[SeedSummary]:
+    """``compare`` once per seed (in ``folder/seed-<s>``), then mean ± std and the paired
+    differences to co-learning over the seeds (``seeds.md``, ``seeds.csv``, ``seeds.png``)."""
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ConfigError(f"--seeds {seeds}: give distinct seeds >= 0, e.g. --seeds 0,1,2.")
+    accuracy = {}
+    for seed in seeds:
+        rows = compare({**base, "seed": seed}, sites, methods, fedavg_lr, cpus_per_site,
+                       folder / f"seed-{seed}")
+        accuracy[seed] = {row.method: row.accuracy for row in rows}
+    summaries = summarise(accuracy)
+    shared = setting(RunConfig.from_dict({**base, "seed": seeds[0]}), sites, fedavg_lr)
+    write_summary(folder, summaries, seeds,
+                  shared.replace(f"seed {seeds[0]}", f"seeds {', '.join(map(str, seeds))}"))
+    return summaries
 
 
 def _optimizer(config: RunConfig) -> str:

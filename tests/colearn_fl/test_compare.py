@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import math
 
+import pytest
+
 from colearn_fl.cli import main
 
 
@@ -27,6 +29,33 @@ def test_compare_runs_all_four_methods_at_equal_budget(tmp_path, capsys) -> None
     assert (folder / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert "| colearn |" in (folder / "comparison.md").read_text()
     assert "comparison.md" not in capsys.readouterr().err
+
+
+def test_compare_over_seeds_pairs_each_method_with_colearn(tmp_path, capsys) -> None:
+    # Execute: 2 seeds, vanilla and co-learning, a tiny subset
+    status = main(["compare", "--seeds", "0,1", "--methods", "vanilla,colearn", "--sites", "2",
+                   "--max-samples", "300", "--rounds", "1", "--cpus-per-site", "1",
+                   "--output-dir", str(tmp_path), "--name", "s"])
+    # Assert: one comparison per seed, and the summary computed from their rows
+    assert status == 0
+    folder = tmp_path / "s"
+    per_seed = {}
+    for seed in (0, 1):
+        with (folder / f"seed-{seed}" / "comparison.csv").open() as handle:
+            per_seed[seed] = {r["method"]: float(r["accuracy"]) for r in csv.DictReader(handle)}
+    with (folder / "seeds.csv").open() as handle:
+        summary = {r["method"]: r for r in csv.DictReader(handle)}
+    diffs = [per_seed[s]["vanilla"] - per_seed[s]["colearn"] for s in (0, 1)]
+    assert float(summary["vanilla"]["diff"]) == pytest.approx(sum(diffs) / 2)
+    assert float(summary["colearn"]["mean"]) == pytest.approx(
+        (per_seed[0]["colearn"] + per_seed[1]["colearn"]) / 2)
+    assert "seeds 0, 1" in (folder / "seeds.md").read_text()
+    assert (folder / "seeds.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_seeds_are_one_clear_error(tmp_path, capsys) -> None:
+    assert main(["compare", "--seeds", "0,x", "--output-dir", str(tmp_path)]) == 2
+    assert "--seeds '0,x': expected comma-separated integers" in capsys.readouterr().err
 
 
 def test_unknown_method_is_one_clear_error(tmp_path, capsys) -> None:
