@@ -17,7 +17,14 @@ from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
 from strategies.arrays import count_bytes, restore_dtypes
-from strategies.replies import even_out, metrics_of, model_problem, sent_bytes, weight_problem
+from strategies.replies import (
+    average_statistics,
+    even_out,
+    metrics_of,
+    model_problem,
+    sent_bytes,
+    weight_problem,
+)
 from strategies.schedules import local_epochs, lr_at, round_lr_bounds, validate_epochs
 from strategies.transport import check_transport_dtype, encode
 from strategies.wire import (
@@ -51,7 +58,9 @@ class CoLearnSchedule(Strategy):
     finite values that fit the global model) and a positive ``num-examples``; metric names
     never cost a site its model. A site reports what it did with ``epochs-run``, ``lr-first``
     and ``lr-last``; a site that does not (e.g. a stock Flower client) is still averaged, and
-    the server warns once that it did not follow the schedule. The aggregate keeps each
+    the server warns once that it did not follow the schedule. Normalisation statistics
+    (``running_mean``, ``running_var``, ``num_batches_tracked``) are the sites' weighted
+    average whatever the wrapped strategy does to the parameters, and the aggregate keeps each
     array's dtype, whatever the wrapped strategy computes in (FedAdam computes in float64).
 
     Parameters
@@ -183,7 +192,7 @@ class CoLearnSchedule(Strategy):
         arrays, aggregated = (self.strategy.aggregate_train(round_, accepted + failed)
                               if accepted else (None, None))
         if arrays is not None and self._global is not None:
-            arrays = restore_dtypes(arrays, self._global)
+            arrays = restore_dtypes(average_statistics(arrays, accepted), self._global)
         self.rounds.setdefault(round_, {}).update({
             "train-metrics": dict(aggregated) if aggregated is not None else {},
             "sites-failed": len(failed),

@@ -163,3 +163,22 @@ def test_a_budget_of_pooled_epochs_is_spread_over_the_rounds() -> None:
     wrapped = CoLearnSchedule(server_optimizer("fedavg"), epochs_schedule="budget",
                               epochs_budget=7, num_rounds=3)
     assert [wrapped.round_schedule(r)["local-epochs"] for r in (1, 2, 3)] == [1, 2, 4]
+
+
+def test_running_statistics_are_averaged_never_stepped(flower_identity: None) -> None:
+    # Prepare: a BatchNorm variance under FedAvgM (server LR 1, momentum 0.9)
+    def bn(var: float, w: float) -> ArrayRecord:
+        return ArrayRecord({"w": Array(np.array([w], np.float32)),
+                            "bn.running_var": Array(np.array([var], np.float32))})
+
+    wrapped = CoLearnSchedule(FedAvgM(server_learning_rate=1.0, server_momentum=0.9))
+    grid = StaticGrid([1, 2])
+    list(wrapped.configure_train(1, bn(1.0, 1.0), ConfigRecord(), grid))
+    first, _ = wrapped.aggregate_train(1, [reply(1, bn(0.5, 0.5)), reply(2, bn(0.5, 0.5))])
+    list(wrapped.configure_train(2, first, ConfigRecord(), grid))
+    # Execute: round 2's sites report variance 0.2 (and w 0.2)
+    second, _ = wrapped.aggregate_train(2, [reply(1, bn(0.2, 0.2)), reply(2, bn(0.2, 0.2))])
+    # Assert: the parameter gets momentum, 0.5 - (0.9 * 0.5 + 0.3) = -0.25; the variance
+    # would too (negative: NaN at evaluation) but is the sites' average, 0.2
+    np.testing.assert_allclose(second["w"].numpy(), [-0.25], rtol=1e-6)
+    np.testing.assert_allclose(second["bn.running_var"].numpy(), [0.2], rtol=1e-6)
