@@ -26,6 +26,7 @@ from colearn_fl.seeds import SeedSummary, summarise, write_summary
 from colearn_fl.simulation import simulate
 from colearn_fl.task_adapter import TaskAdapter
 from strategies.arrays import count_bytes
+from strategies.server_optimizers import DEFAULT_SERVER_LR
 
 METHODS = ("vanilla", "ensemble", "fedavg", "fedavg-1", "colearn")
 
@@ -180,7 +181,10 @@ def _optimizer(config: RunConfig) -> str:
     keys = {"fedavgm": ("server-lr", "server-momentum"), "fedprox": ("proximal-mu",),
             "fedadam": ("server-lr", "server-tau"), "fedyogi": ("server-lr", "server-tau"),
             "fedadagrad": ("server-lr", "server-tau")}.get(config.server_optimizer, ())
-    settings = ", ".join(f"{k} {getattr(config, k.replace('-', '_')):g}" for k in keys)
+    values = {k: getattr(config, k.replace("-", "_")) for k in keys}
+    if "server-lr" in values and not values["server-lr"]:  # 0 = the optimizer's default
+        values["server-lr"] = DEFAULT_SERVER_LR[config.server_optimizer]
+    settings = ", ".join(f"{k} {v:g}" for k, v in values.items())
     return f"`{config.server_optimizer}`" + (f" ({settings})" if settings else "")
 
 
