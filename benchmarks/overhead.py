@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from colearn_fl.callback import ServerSchedule
 from colearn_fl.config import RunConfig
 from colearn_fl.server import central_evaluator
+from colearn_fl.server_schedule import ServerSchedule
 from colearn_fl.simulation import simulate
 from colearn_fl.task_adapter import TaskAdapter
 from colearn_fl.trainer import make_trainer

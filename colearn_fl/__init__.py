@@ -8,8 +8,8 @@ Two lines federate a user's own LightningModule and LightningDataModule::
 
 from __future__ import annotations
 
-from colearn_fl.callback import ServerSchedule
 from colearn_fl.client import client_app
 from colearn_fl.server import server_app
+from colearn_fl.server_schedule import ServerSchedule
 
 __all__ = ["ServerSchedule", "client_app", "server_app"]

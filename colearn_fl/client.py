@@ -16,30 +16,17 @@ from flwr.supercore import log
 from pytorch_lightning.loggers import CSVLogger
 
 from colearn_fl.arrays import arrays_to_state_dict
-from colearn_fl.callback import RoundStats, ServerSchedule
 from colearn_fl.config import RunConfig
 from colearn_fl.dp_mod import clipping_mod
 from colearn_fl.errors import ConfigError
 from colearn_fl.proximal import ProximalTerm
 from colearn_fl.results import run_folder
+from colearn_fl.round_stats import RoundStats
+from colearn_fl.server_schedule import ServerSchedule
 from colearn_fl.task_adapter import PARTITION_ID
 from colearn_fl.trainer import make_trainer
 from colearn_fl.transport import encode_like
-from strategies.wire import (
-    EPOCHS_RUN,
-    LOCAL_EPOCHS,
-    LR_FIRST,
-    LR_LAST,
-    LR_MAX,
-    LR_MIN,
-    LR_SCHEDULE,
-    NUM_EXAMPLES,
-    PROXIMAL_MU,
-    SERVER_ROUND,
-    TRAIN_LOSS,
-)
-
-SCHEDULE_KEYS = (LOCAL_EPOCHS, LR_SCHEDULE, LR_MAX, LR_MIN)  # what a co-learning round sends
+from strategies import wire
 
 ModuleFn = Callable[[dict[str, Any]], pl.LightningModule]
 DataModuleFn = Callable[[Context], pl.LightningDataModule]
@@ -98,16 +85,16 @@ def train_round(
     module = _load(module_fn, context, received)
     run = RunConfig.from_dict(context.run_config)
     epochs, callbacks = _round_plan(config, run)
-    if float(config.get(PROXIMAL_MU, 0.0)) > 0:
-        callbacks.append(ProximalTerm(float(config[PROXIMAL_MU])))
+    if float(config.get(wire.PROXIMAL_MU, 0.0)) > 0:
+        callbacks.append(ProximalTerm(float(config[wire.PROXIMAL_MU])))
     stats = RoundStats()
-    server_round = int(config.get(SERVER_ROUND, 0))
+    server_round = int(config.get(wire.SERVER_ROUND, 0))
     torch.manual_seed(hash((run.seed, server_round, _site(context))) % 2**31)
     trainer = _trainer(context, run, server_round, [*callbacks, stats], epochs)
     trainer.fit(module, datamodule=datamodule_fn(context))
-    metrics = MetricRecord({NUM_EXAMPLES: stats.examples_per_epoch, TRAIN_LOSS: stats.mean_loss,
-                            EPOCHS_RUN: stats.epochs_run, LR_FIRST: stats.lr_first,
-                            LR_LAST: stats.lr_last})
+    metrics = MetricRecord({wire.NUM_EXAMPLES: stats.examples_per_epoch,
+                            wire.TRAIN_LOSS: stats.mean_loss, wire.EPOCHS_RUN: stats.epochs_run,
+                            wire.LR_FIRST: stats.lr_first, wire.LR_LAST: stats.lr_last})
     # 16-bit when the server sent 16 bit (transport-dtype), else the module's own dtypes.
     reply = RecordDict({"arrays": encode_like(module.state_dict(), received),
                         "metrics": metrics})
@@ -116,15 +103,16 @@ def train_round(
 
 def _round_plan(config: ConfigRecord, run: RunConfig) -> tuple[int, list[pl.Callback]]:
     """The round's epochs and the callbacks that follow the server's LR cycle."""
-    missing = tuple(key for key in SCHEDULE_KEYS if key not in config)
+    missing = tuple(key for key in wire.SCHEDULE_KEYS if key not in config)
     if missing:
         _no_schedule(missing, run.epochs_initial)
         return run.epochs_initial, []
-    epochs = int(config[LOCAL_EPOCHS])
+    epochs = int(config[wire.LOCAL_EPOCHS])
     if epochs < 1:
-        raise ConfigError(f"{LOCAL_EPOCHS}={epochs}: the server must send at least 1 epoch.")
-    cycle = ServerSchedule(str(config[LR_SCHEDULE]), float(config[LR_MAX]),
-                           float(config[LR_MIN]))
+        raise ConfigError(f"{wire.LOCAL_EPOCHS}={epochs}: the server must send at least 1 "
+                          "epoch.")
+    cycle = ServerSchedule(str(config[wire.LR_SCHEDULE]), float(config[wire.LR_MAX]),
+                           float(config[wire.LR_MIN]))
     return epochs, [cycle]
 
 
@@ -158,10 +146,10 @@ def evaluate_round(
     module = _load(module_fn, context, _model(msg))
     stats = RoundStats()
     run = RunConfig.from_dict(context.run_config)
-    trainer = _trainer(context, run, int(_config(msg).get(SERVER_ROUND, 0)), [stats])
+    trainer = _trainer(context, run, int(_config(msg).get(wire.SERVER_ROUND, 0)), [stats])
     results = trainer.validate(module, datamodule=datamodule_fn(context), verbose=False)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
-    metrics[NUM_EXAMPLES] = stats.eval_examples
+    metrics[wire.NUM_EXAMPLES] = stats.eval_examples
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
 
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from colearn_fl.callback import ServerSchedule
 from colearn_fl.config import RunConfig
 from colearn_fl.errors import DataError
+from colearn_fl.server_schedule import ServerSchedule
 from colearn_fl.task_adapter import TaskAdapter
 from colearn_fl.trainer import make_trainer
 

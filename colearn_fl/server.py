@@ -26,9 +26,10 @@ from strategies import CoLearnSchedule, server_optimizer
 
 ModuleFn = Callable[[dict[str, Any]], pl.LightningModule]
 CentralDataFn = Callable[[dict[str, Any]], pl.LightningDataModule | None]
-SCHEDULE_KEYS = ("lr-schedule", "lr-max", "lr-min", "lr-gamma", "epochs-schedule",
-                 "epochs-initial", "epochs-mult", "epochs-step", "epochs-budget", "budget-shape",
-                 "server-optimizer")
+# Run-config keys whose change on resume is worth a warning (the schedule the run follows).
+RESUME_CHECKED_KEYS = ("lr-schedule", "lr-max", "lr-min", "lr-gamma", "epochs-schedule",
+                       "epochs-initial", "epochs-mult", "epochs-step", "epochs-budget",
+                       "budget-shape", "server-optimizer")
 
 
 def server_app(
@@ -152,7 +153,7 @@ def central_evaluator(
 
 
 def _warn_schedule_change(saved: dict[str, Any], now: dict[str, Any]) -> None:
-    changed = [k for k in SCHEDULE_KEYS if saved.get(k) != now.get(k)]
+    changed = [k for k in RESUME_CHECKED_KEYS if saved.get(k) != now.get(k)]
     if changed:
         log(WARNING, "[colearn] resuming with a different schedule than the checkpoint's run "
             "(%s): the remaining rounds follow the new one", ", ".join(changed))

@@ -25,6 +25,7 @@ LOCAL_EPOCHS = "local-epochs"
 LR_SCHEDULE = "lr-schedule"
 LR_MAX = "lr-max"
 LR_MIN = "lr-min"
+SCHEDULE_KEYS = (LOCAL_EPOCHS, LR_SCHEDULE, LR_MAX, LR_MIN)  # what co-learning adds per round
 NUM_EXAMPLES = "num-examples"
 TRAIN_LOSS = "train-loss"
 

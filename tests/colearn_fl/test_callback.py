@@ -8,7 +8,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from colearn_fl.callback import RoundStats, ServerSchedule
+from colearn_fl.round_stats import RoundStats
+from colearn_fl.server_schedule import ServerSchedule
 from strategies.errors import ScheduleError
 from tests.tiny import TinyClassifier, TinyData
 

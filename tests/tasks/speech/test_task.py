@@ -10,7 +10,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from colearn_fl.callback import ServerSchedule
+from colearn_fl.server_schedule import ServerSchedule
 from colearn_fl.simulation import simulate
 from tasks import get_task
 from tasks.errors import ConfigError
