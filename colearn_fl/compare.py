@@ -26,7 +26,7 @@ from colearn_fl.seeds import SeedSummary, summarise, write_summary
 from colearn_fl.simulation import simulate
 from colearn_fl.task_adapter import TaskAdapter
 from strategies.arrays import count_bytes
-from strategies.server_optimizers import DEFAULT_SERVER_LR
+from strategies.server_optimizers import DEFAULT_SERVER_LR, OPTIMIZER_KEYS
 
 METHODS = ("vanilla", "ensemble", "fedavg", "fedavg-1", "colearn")
 
@@ -178,10 +178,8 @@ def compare_seeds(base: dict[str, Any], seeds: list[int], sites: int,
 
 def _optimizer(config: RunConfig) -> str:
     """The server optimizer under every federated method, with the keys it uses."""
-    keys = {"fedavgm": ("server-lr", "server-momentum"), "fedprox": ("proximal-mu",),
-            "fedadam": ("server-lr", "server-tau"), "fedyogi": ("server-lr", "server-tau"),
-            "fedadagrad": ("server-lr", "server-tau")}.get(config.server_optimizer, ())
-    values = {k: getattr(config, k.replace("-", "_")) for k in keys}
+    values = {k: getattr(config, k.replace("-", "_"))
+              for k in OPTIMIZER_KEYS[config.server_optimizer]}
     if "server-lr" in values and not values["server-lr"]:  # 0 = the optimizer's default
         values["server-lr"] = DEFAULT_SERVER_LR[config.server_optimizer]
     settings = ", ".join(f"{k} {v:g}" for k, v in values.items())

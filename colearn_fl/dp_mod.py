@@ -17,6 +17,7 @@ from flwr.clientapp.mod import fixedclipping_mod
 from flwr.clientapp.typing import ClientAppCallable
 
 from colearn_fl.config import RunConfig
+from strategies.transport import is_floating
 
 
 def clipping_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -32,7 +33,7 @@ def clipping_mod(msg: Message, context: Context, call_next: ClientAppCallable) -
     if len(msg.content.array_records) != 1:
         return fixedclipping_mod(msg, context, call_next)  # replies with Flower's error
     key, sent = next(iter(msg.content.array_records.items()))
-    fixed = [k for k, a in sent.items() if not is_floating(a)]
+    fixed = [k for k, a in sent.items() if not is_floating(a.dtype)]
     if not fixed:
         return fixedclipping_mod(msg, context, call_next)
     held: dict[str, Array] = {}
@@ -55,11 +56,6 @@ def clipping_mod(msg: Message, context: Context, call_next: ClientAppCallable) -
         (k, held[k] if k in held else clipped[k]) for k in sent.keys()
         if k in held or k in clipped))
     return reply
-
-
-def is_floating(array: Array) -> bool:
-    """Whether ``array`` holds floating-point values (clipped and noised; others are not)."""
-    return array.dtype.startswith(("float", "bfloat"))
 
 
 def _without(arrays: ArrayRecord, keys: list[str]) -> ArrayRecord:

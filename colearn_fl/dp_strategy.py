@@ -24,8 +24,8 @@ from flwr.serverapp.strategy import DifferentialPrivacyClientSideFixedClipping, 
 from flwr.supercore import log
 
 from colearn_fl.config import RunConfig
-from colearn_fl.dp_mod import is_floating
 from strategies import CoLearnSchedule
+from strategies.transport import is_floating
 
 
 class ClientSideFixedClipping(DifferentialPrivacyClientSideFixedClipping):
@@ -68,7 +68,7 @@ class ClientSideFixedClipping(DifferentialPrivacyClientSideFixedClipping):
     def _add_noise_to_aggregated_arrays(self, aggregated_arrays: ArrayRecord) -> ArrayRecord:
         # Flower's hook: noise the floating arrays only, keep the order and the other arrays.
         floating = ArrayRecord(OrderedDict(
-            (k, a) for k, a in aggregated_arrays.items() if is_floating(a)))
+            (k, a) for k, a in aggregated_arrays.items() if is_floating(a.dtype)))
         noised = super()._add_noise_to_aggregated_arrays(floating)
         out = OrderedDict()
         for key, array in aggregated_arrays.items():

@@ -17,8 +17,6 @@ from flwr.app import Array, ArrayRecord
 
 from strategies.transport import BFLOAT16_STYPE
 
-_SIXTEEN_BIT = {"float16": torch.float16}
-
 
 def encode_like(state_dict: dict[str, torch.Tensor], received: ArrayRecord) -> ArrayRecord:
     """A site's reply: its state_dict, in the 16-bit precision the server used for each key."""
@@ -30,7 +28,8 @@ def encode_like(state_dict: dict[str, torch.Tensor], received: ArrayRecord) -> A
             if wire.stype == BFLOAT16_STYPE:
                 out[key] = _bfloat16_array(tensor)
                 continue
-            tensor = tensor.to(_SIXTEEN_BIT.get(wire.dtype, tensor.dtype))
+            if wire.dtype == "float16":
+                tensor = tensor.half()
         out[key] = Array(tensor.numpy())
     return ArrayRecord(out)
 

@@ -162,9 +162,7 @@ class CoLearnSchedule(Strategy):
         schedule = self.round_schedule(round_)
         messages = list(self.strategy.configure_train(
             round_, arrays, ConfigRecord({**dict(config), **schedule}), grid))
-        for msg in messages:
-            for key in list(msg.content.array_records):
-                msg.content[key] = self._wire
+        _send(messages, self._wire)
         self.rounds[round_] = {
             "schedule": schedule,
             "sites-sent": len(messages),
@@ -214,11 +212,7 @@ class CoLearnSchedule(Strategy):
         """The wrapped strategy's evaluation messages, the model in transport-dtype."""
         messages = list(self.strategy.configure_evaluate(
             server_round + self.round_offset, arrays, config, grid))
-        wire = encode(arrays, self.transport_dtype)
-        for msg in messages:
-            for key in list(msg.content.array_records):
-                msg.content[key] = wire
-        return messages
+        return _send(messages, encode(arrays, self.transport_dtype))
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
@@ -278,6 +272,15 @@ class CoLearnSchedule(Strategy):
             log(WARNING, "Round %d: %d site(s) failed with transport-dtype='bfloat16': stock "
                 "Flower clients cannot read bfloat16 arrays; use transport-dtype='float16' "
                 "or 'float32' with them.", server_round, len(failed))
+
+
+def _send(messages: list[Message], model: ArrayRecord) -> list[Message]:
+    """``messages`` carrying ``model`` (as sent: transport-dtype) instead of the wrapped
+    strategy's full-precision copy."""
+    for msg in messages:
+        for key in list(msg.content.array_records):
+            msg.content[key] = model
+    return messages
 
 
 def _followed(sent: dict[str, Any], did: dict[str, Any]) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
-from strategies.arrays import reply_problem
+from strategies.arrays import count_bytes, reply_problem
 from strategies.transport import decode
 from strategies.wire import NUM_EXAMPLES
 
@@ -100,5 +100,5 @@ def average_statistics(arrays: ArrayRecord, replies: list[Message]) -> ArrayReco
 
 def sent_bytes(replies: Iterable[Message]) -> int:
     """Bytes of array data in the replies that carry content."""
-    return sum(len(a.data) for m in replies if not m.has_error()
-               for record in m.content.array_records.values() for a in record.values())
+    return sum(count_bytes(record) for m in replies if not m.has_error()
+               for record in m.content.array_records.values())

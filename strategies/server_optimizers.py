@@ -28,6 +28,12 @@ from strategies.errors import ScheduleError
 ADAPTIVE = {"fedadam": FedAdam, "fedyogi": FedYogi, "fedadagrad": FedAdagrad}
 SERVER_OPTIMIZERS = ("fedavg", "fedavgm", "fedprox", *ADAPTIVE)
 DEFAULT_SERVER_LR = {"fedavgm": 1.0, "fedadam": 0.1, "fedyogi": 0.1, "fedadagrad": 0.1}
+# The run-config keys each optimizer reads, and their defaults (a key that differs from its
+# default under an optimizer that does not read it is ignored, with a warning).
+OPTIMIZER_KEYS = {"fedavg": (), "fedavgm": ("server-lr", "server-momentum"),
+                  "fedprox": ("proximal-mu",),
+                  **{name: ("server-lr", "server-tau") for name in ADAPTIVE}}
+KEY_DEFAULTS = {"server-lr": 0.0, "server-momentum": 0.0, "proximal-mu": 0.0, "server-tau": 1e-3}
 
 
 def check_server_optimizer(name: str, server_lr: float = 0.0, server_momentum: float = 0.0,
@@ -70,11 +76,10 @@ def server_optimizer(name: str = "fedavg", *, server_lr: float = 0.0,
         ``FedAvg``'s arguments (``fraction_train``, ``min_available_nodes``, ...).
     """
     check_server_optimizer(name, server_lr, server_momentum, proximal_mu, server_tau)
-    unused = [key for key, value, users in (
-        ("server-momentum", server_momentum, ("fedavgm",)),
-        ("proximal-mu", proximal_mu, ("fedprox",)),
-        ("server-lr", server_lr, ("fedavgm", *ADAPTIVE)),
-    ) if value and name not in users]
+    given = {"server-lr": server_lr, "server-momentum": server_momentum,
+             "proximal-mu": proximal_mu, "server-tau": server_tau}
+    unused = [key for key, value in given.items()
+              if value != KEY_DEFAULTS[key] and key not in OPTIMIZER_KEYS[name]]
     if unused:
         log(WARNING, "server-optimizer=%r does not use %s; they are ignored", name,
             ", ".join(unused))

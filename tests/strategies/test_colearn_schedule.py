@@ -182,3 +182,10 @@ def test_running_statistics_are_averaged_never_stepped(flower_identity: None) ->
     # would too (negative: NaN at evaluation) but is the sites' average, 0.2
     np.testing.assert_allclose(second["w"].numpy(), [-0.25], rtol=1e-6)
     np.testing.assert_allclose(second["bn.running_var"].numpy(), [0.2], rtol=1e-6)
+
+
+def test_a_key_the_optimizer_does_not_read_is_named_once(caplog) -> None:
+    server_optimizer("fedavg", server_momentum=0.5)
+    server_optimizer("fedadam", server_tau=0.01)  # tau is FedAdam's own: no warning
+    assert caplog.text.count("does not use") == 1
+    assert "server-optimizer='fedavg' does not use server-momentum" in caplog.text
