@@ -34,8 +34,10 @@ def local_colearning(run_config: dict[str, Any], sites: int) -> float:
     """Co-learning as a plain in-process loop (no Flower); returns its wall time in seconds."""
     start = time.monotonic()
     config = RunConfig.from_dict(run_config)
-    task, schedule = TaskAdapter.named(config.task), CoLearn(
-        lr_schedule=config.lr_schedule, lr_max=config.lr_max, lr_min=config.lr_min,
+    task = TaskAdapter.named(config.task)
+    lr_max, lr_min = config.cycle(task.default_lr(run_config))  # the small CNN: numbers
+    schedule = CoLearn(
+        lr_schedule=config.lr_schedule, lr_max=lr_max, lr_min=lr_min,
         epochs_schedule=config.epochs_schedule, epochs_initial=config.epochs_initial,
         epochs_mult=config.epochs_mult)
     torch.manual_seed(config.seed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from flwr.common.config import parse_config_args
 
@@ -49,7 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--fedavg-lr", type=float, default=0.02,
                      help="FedAvg's constant LR (the best of 0.01/0.02/0.05 on IID here)")
     cmp.add_argument("--methods", default="all",
-                     help="comma-separated subset of vanilla,ensemble,fedavg,fedavg-1,colearn")
+                     help="comma-separated subset of vanilla,ensemble,fedavg,fedavg-1,colearn "
+                          "and the variants' names; fedavg@0.01 runs FedAvg at that LR")
+    cmp.add_argument("--variant", action="append", default=[], metavar="NAME:RUN-CONFIG",
+                     help="a co-learning variant, e.g. \"lr-min-0.01: lr-min=0.01\" "
+                          "(repeatable; each is added to --methods)")
     cmp.add_argument("--cpus-per-site", type=float, default=2.0)
     cmp.add_argument("--run-config", default="",
                      help="more run-config overrides, as for flwr run: \"lr-max=0.1 ...\"")
@@ -120,17 +125,28 @@ def _compare(args: argparse.Namespace) -> int:
                  "max-samples": args.max_samples})
     if args.rounds is not None:
         base["num-server-rounds"] = args.rounds
+    variants = dict(_variant(text) for text in args.variant)
     methods = METHODS if args.methods == "all" else tuple(args.methods.split(","))
+    methods = (*methods, *(v for v in variants if v not in methods))
     folder = args.output_dir.resolve() / (args.name or args.partitioning)
     if args.seeds.strip():
         compare_seeds(base, _seeds(args.seeds), args.sites, methods, args.fedavg_lr,
-                      args.cpus_per_site, folder)
+                      args.cpus_per_site, folder, variants)
         print((folder / "seeds.md").read_text())
     else:
-        compare(base, args.sites, methods, args.fedavg_lr, args.cpus_per_site, folder)
+        compare(base, args.sites, methods, args.fedavg_lr, args.cpus_per_site, folder, variants)
         print((folder / "comparison.md").read_text())
     print(f"table, csv and plot in {folder}")
     return 0
+
+
+def _variant(text: str) -> tuple[str, dict[str, Any]]:
+    """``"NAME: key=value ..."`` -> (NAME, run-config overrides)."""
+    name, colon, overrides = text.partition(":")
+    if not colon or not name.strip() or not overrides.strip():
+        raise ConfigError(f"--variant {text!r}: expected NAME: RUN-CONFIG, e.g. "
+                          "--variant \"lr-min-0.01: lr-min=0.01\".")
+    return name.strip(), parse_config_args([overrides.strip()])
 
 
 def _seeds(text: str) -> list[int]:

@@ -16,9 +16,11 @@ from flwr.supercore import log
 from pytorch_lightning.loggers import CSVLogger
 
 from colearn_fl.arrays import arrays_to_state_dict
+from colearn_fl.bn_refresh import refresh_reply
 from colearn_fl.config import RunConfig
 from colearn_fl.dp_mod import clipping_mod
 from colearn_fl.errors import ConfigError
+from colearn_fl.lr_range import range_test_reply
 from colearn_fl.proximal import ProximalTerm
 from colearn_fl.results import run_folder
 from colearn_fl.round_stats import RoundStats
@@ -56,19 +58,61 @@ def client_app(
     -------
     ClientApp
         Train replies carry the full state_dict, ``num-examples`` and ``train-loss``; evaluate
-        replies carry ``num-examples`` and every metric the module logs in validation.
+        replies carry ``num-examples`` and every metric the module logs in validation. Two
+        query actions serve co-learning's extra rounds: ``bn_refresh`` (the SWA model's
+        normalisation statistics over this site's training data) and ``lr_find`` (an LR range
+        test for ``lr-max='auto'``).
     """
     app = ClientApp(mods=[*(mods or []), clipping_mod])
+    return register_site_functions(app, lambda context: (context, module_fn, datamodule_fn))
 
-    @app.train()
-    def train(msg: Message, context: Context) -> Message:
-        return train_round(msg, context, module_fn, datamodule_fn)
 
-    @app.evaluate()
-    def evaluate(msg: Message, context: Context) -> Message:
-        return evaluate_round(msg, context, module_fn, datamodule_fn)
+SiteFactories = Callable[[Context], tuple[Context, ModuleFn, DataModuleFn]]
 
+
+def register_site_functions(app: ClientApp, factories: SiteFactories) -> ClientApp:
+    """Register co-learning's site functions on ``app``: ``train``, ``evaluate`` and the
+    query actions of ``strategies.wire`` (``bn_refresh``, ``lr_find``).
+
+    ``factories(context)`` gives the context the functions see and the module and data
+    factories of the run (the one place ``client_app``, ``colearn_fl.apps`` and ``simulate``
+    differ).
+    """
+    handlers = {"train": train_round, "evaluate": evaluate_round,
+                wire.BN_REFRESH: refresh_round, wire.LR_FIND: lr_find_round}
+    for message_type, handler in handlers.items():
+        category, _, action = message_type.partition(".")
+        register = getattr(app, category)(action) if action else getattr(app, category)()
+        register(_bound(handler, factories))
     return app
+
+
+def _bound(handler: Callable[..., Message], factories: SiteFactories) -> Callable[..., Message]:
+    def function(msg: Message, context: Context) -> Message:
+        return handler(msg, *factories(context))
+
+    function.__name__ = handler.__name__
+    return function
+
+
+def refresh_round(
+    msg: Message, context: Context, module_fn: ModuleFn, datamodule_fn: DataModuleFn
+) -> Message:
+    """Recompute the received model's normalisation statistics over this site's training
+    data (server-side SWA); nothing is trained."""
+    received = _model(msg)
+    return refresh_reply(_load(module_fn, context, received), datamodule_fn(context),
+                         received, msg)
+
+
+def lr_find_round(
+    msg: Message, context: Context, module_fn: ModuleFn, datamodule_fn: DataModuleFn
+) -> Message:
+    """Run Lightning's LR finder from the received model on this site's data
+    (``lr-max='auto'``)."""
+    received = _model(msg)
+    return range_test_reply(_load(module_fn, context, received), datamodule_fn(context),
+                            _config(msg), msg, RunConfig.from_dict(context.run_config))
 
 
 def train_round(

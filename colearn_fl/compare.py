@@ -10,15 +10,16 @@ how methods are compared). Writes ``comparison.md``, ``comparison.csv`` and ``co
 from __future__ import annotations
 
 import csv
+import json
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from colearn_fl.arrays import state_dict_to_arrays
-from colearn_fl.config import RunConfig
+from colearn_fl.config import AUTO, RunConfig
 from colearn_fl.errors import ConfigError
 from colearn_fl.nonfederated import ensemble, vanilla
 from colearn_fl.results import read_history
@@ -29,6 +30,7 @@ from strategies.arrays import count_bytes
 from strategies.server_optimizers import DEFAULT_SERVER_LR, OPTIMIZER_KEYS
 
 METHODS = ("vanilla", "ensemble", "fedavg", "fedavg-1", "colearn")
+RUNS_FOLDER = "runs"  # one JSON per method and seed: its result and the config it ran with
 
 
 @dataclass
@@ -47,30 +49,34 @@ class MethodResult:
 
 
 def compare(base: dict[str, Any], sites: int, methods: tuple[str, ...], fedavg_lr: float,
-            cpus_per_site: float, folder: Path) -> list[MethodResult]:
-    """Run ``methods`` on the same sites and budget; write and return the table rows."""
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        raise ConfigError(f"--methods: {unknown} not known; use any of {', '.join(METHODS)}.")
+            cpus_per_site: float, folder: Path,
+            variants: dict[str, dict[str, Any]] | None = None) -> list[MethodResult]:
+    """Run ``methods`` on the same sites and budget; write and return the table rows.
+
+    A method is one of ``METHODS``; ``fedavg@0.01`` (or ``fedavg-1@0.01``) runs FedAvg at that
+    constant LR instead of ``fedavg_lr``; a name of ``variants`` runs co-learning with that
+    variant's run-config overrides. A method whose result is in ``folder/runs/`` from a run
+    with the same configuration is read back, not run again.
+    """
     config = RunConfig.from_dict({**base, "output-dir": str(folder)})
     base = {**base, "output-dir": str(folder), "fraction-train": 1.0, "fraction-evaluate": 0.0}
-    epochs = config.round_epochs()
-    total_epochs, task = sum(epochs), TaskAdapter.named(config.task)
+    total_epochs, task = sum(config.round_epochs()), TaskAdapter.named(config.task)
+    runs = _plan(methods, variants or {}, fedavg_lr, total_epochs)
     if "accuracy" not in task.task.metrics:
         # The table, the curves and the ensemble's arg-max vote are single-label accuracy.
         raise ConfigError(f"colearn compare scores methods by accuracy; task={config.task!r} "
                           f"reports {', '.join(task.task.metrics)}. Use task='image' or 'speech', "
                           "or run the federated methods with flwr run and compare history.json.")
-    fedavg = {"lr-schedule": "constant", "lr-max": fedavg_lr, "lr-min": fedavg_lr}
-    runs: dict[str, dict[str, Any]] = {
-        "colearn": {},
-        "fedavg": fedavg,
-        "fedavg-1": {**fedavg, "epochs-schedule": "fixed", "epochs-initial": 1,
-                     "num-server-rounds": total_epochs},
-    }
+    for overrides in runs.values():  # every configuration is valid before anything runs
+        RunConfig.from_dict({**base, **(overrides or {})})
     results, pooled = [], 0
-    for method in (m for m in METHODS if m in methods):
-        if method == "vanilla":
+    for method, overrides in runs.items():
+        key = {"method": method, "sites": sites, "budget-epochs": total_epochs,
+               "run-config": {**base, **(overrides or {})}}
+        cached = _cached(folder, method, key)
+        if cached is not None:
+            results.append(cached)
+        elif method == "vanilla":
             out = vanilla(task, base, total_epochs)
             results.append(MethodResult("vanilla", out.accuracy, out.wall_s, 0,
                                         out.sample_epochs, 0, curve=out.curve))
@@ -80,11 +86,75 @@ def compare(base: dict[str, Any], sites: int, methods: tuple[str, ...], fedavg_l
             results.append(MethodResult("ensemble", out.accuracy, out.wall_s, 0,
                                         out.sample_epochs, sites * model_bytes, curve=out.curve))
         else:
-            run = {**base, **runs[method], "run-name": method}
+            run = {**base, **overrides, "run-name": method.replace("@", "-lr")}
             pooled = pooled if pooled else _pooled_size(task, base)
             results.append(_federated(method, run, sites, cpus_per_site, pooled))
+        if cached is None:
+            _store(folder, results[-1], key)
     write_comparison(folder, results, base, sites, fedavg_lr)
     return results
+
+
+def _plan(methods: tuple[str, ...], variants: dict[str, dict[str, Any]], fedavg_lr: float,
+          total_epochs: int) -> dict[str, dict[str, Any] | None]:
+    """Each method's run-config overrides (``None`` for the non-federated ones), in table
+    order: ``METHODS`` first, then the variants, in the order given."""
+    clash = sorted(set(variants) & set(METHODS))
+    if clash:
+        raise ConfigError(f"--variant: {clash} is a method's name; name variants otherwise "
+                          "(e.g. colearn-lr-min-0.01).")
+    known = (*METHODS, *variants)
+    unknown = sorted(m for m in methods if m.split("@")[0] not in known
+                     or ("@" in m and m.split("@")[0] not in ("fedavg", "fedavg-1")))
+    if unknown:
+        raise ConfigError(f"--methods: {unknown} not known; use any of {', '.join(known)} "
+                          "(fedavg@LR and fedavg-1@LR set FedAvg's constant LR).")
+    order = {name: i for i, name in enumerate(known)}
+    runs: dict[str, dict[str, Any] | None] = {}
+    for method in sorted(dict.fromkeys(methods), key=lambda m: order[m.split("@")[0]]):
+        name, _, lr_text = method.partition("@")
+        if name in ("vanilla", "ensemble"):
+            runs[method] = None
+        elif name in ("fedavg", "fedavg-1"):
+            lr = _lr(lr_text, method) if lr_text else fedavg_lr
+            runs[method] = {"lr-schedule": "constant", "lr-max": lr, "lr-min": lr}
+            if name == "fedavg-1":
+                runs[method].update({"epochs-schedule": "fixed", "epochs-initial": 1,
+                                     "epochs-budget": 0, "num-server-rounds": total_epochs})
+        else:
+            runs[method] = dict(variants.get(name, {}))
+    return runs
+
+
+def _lr(text: str, method: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"--methods {method}: the LR after @ must be a number > 0, e.g. "
+                          "fedavg@0.01.")
+    return value
+
+
+def _cached(folder: Path, method: str, key: dict[str, Any]) -> MethodResult | None:
+    """The stored result of ``method`` if it ran with exactly ``key``'s configuration."""
+    path = folder / RUNS_FOLDER / f"{method}.json"
+    if not path.is_file():
+        return None
+    stored = json.loads(path.read_text())
+    if stored.get("key") != json.loads(json.dumps(key)):
+        return None
+    result = stored["result"]
+    result["curve"] = [tuple(point) for point in result["curve"]]
+    print(f"[colearn compare] {method}: reusing {path} (same configuration)")
+    return MethodResult(**result)
+
+
+def _store(folder: Path, result: MethodResult, key: dict[str, Any]) -> None:
+    path = folder / RUNS_FOLDER / f"{result.method}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": key, "result": asdict(result)}, indent=1))
 
 
 def _federated(method: str, run: dict[str, Any], sites: int, cpus_per_site: float,
@@ -151,15 +221,25 @@ def setting(config: RunConfig, sites: int, fedavg_lr: float) -> str:
         f"partitioning `{config.partitioning}`"
         + (f" (alpha {config.dirichlet_alpha})" if config.partitioning == "dirichlet" else "")
         + f", seed {config.seed}, max-samples {config.max_samples}; co-learning "
-        f"{config.lr_schedule} {config.lr_max:g}->{config.lr_min:g}, epochs "
+        f"{config.lr_schedule} {_cycle_text(config)}, epochs "
         f"{config.epochs_schedule} {', '.join(map(str, config.round_epochs()))}, "
         f"{config.num_server_rounds} rounds; FedAvg constant LR {fedavg_lr:g}; server "
         f"optimizer {_optimizer(config)}; transport {config.transport_dtype}.")
 
 
+def _cycle_text(config: RunConfig) -> str:
+    """The co-learning cycle as the runs used it (the task's numbers for ``'default'``)."""
+    keys = {"task": config.task, "model": config.model, **config.extra}
+    top, bottom = config.cycle(TaskAdapter.named(config.task).default_lr(keys))
+    if top == AUTO:
+        return "auto (LR range test)" + ("" if bottom is None else f"->{bottom:g}")
+    return f"{top:g}->{bottom:g}"
+
+
 def compare_seeds(base: dict[str, Any], seeds: list[int], sites: int,
                   methods: tuple[str, ...], fedavg_lr: float, cpus_per_site: float,
-                  folder: Path) -> list[SeedSummary]:
+                  folder: Path, variants: dict[str, dict[str, Any]] | None = None,
+                  ) -> list[SeedSummary]:
     """``compare`` once per seed (in ``folder/seed-<s>``), then mean ± std and the paired
     differences to co-learning over the seeds (``seeds.md``, ``seeds.csv``, ``seeds.png``)."""
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
@@ -167,7 +247,7 @@ def compare_seeds(base: dict[str, Any], seeds: list[int], sites: int,
     accuracy = {}
     for seed in seeds:
         rows = compare({**base, "seed": seed}, sites, methods, fedavg_lr, cpus_per_site,
-                       folder / f"seed-{seed}")
+                       folder / f"seed-{seed}", variants)
         accuracy[seed] = {row.method: row.accuracy for row in rows}
     summaries = summarise(accuracy)
     shared = setting(RunConfig.from_dict({**base, "seed": seeds[0]}), sites, fedavg_lr)

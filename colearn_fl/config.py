@@ -24,6 +24,10 @@ from tasks.partition import check_partitioning
 
 T = TypeVar("T")
 
+DEFAULT, AUTO = "default", "auto"  # the words lr-max (both) and lr-min (the first) accept
+LR_KEYS = {"lr-max": (DEFAULT, AUTO), "lr-min": (DEFAULT,)}
+LR_FIND_RANGE = (1e-6, 1.0)  # the LRs each site's range test sweeps (lr-max="auto")
+
 # Lightning Trainer precisions a site may train in (``precision`` key).
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
 
@@ -37,8 +41,11 @@ class RunConfig:
     data_dir: str = ""  # "" = the task's default location
     num_server_rounds: int = 3
     lr_schedule: str = "cosine"  # LR cycle shape inside each round (CLR)
-    lr_max: float = 0.05  # top of each round's cycle
-    lr_min: float = 0.0005  # bottom of each round's cycle
+    lr_max: float | str = DEFAULT  # top of each round's cycle; "default" (the task's and
+    # model's), "auto" (the federated LR range test) or a number
+    lr_min: float | str = DEFAULT  # bottom of each round's cycle; "default": lr-max x ratio
+    lr_min_ratio: float = 0.01  # lr-min = lr-max x this when lr-min is "default"
+    lr_find_steps: int = 100  # lr-max="auto": steps of each site's LR range test
     lr_gamma: float = 0.5  # exp-range: the cycle's amplitude shrinks by this factor per round
     epochs_schedule: str = "geometric"  # local epochs over rounds (ILE)
     epochs_initial: int = 1  # T0: local epochs in round 1
@@ -69,6 +76,7 @@ class RunConfig:
     server_momentum: float = 0.0  # FedAvgM's server momentum
     proximal_mu: float = 0.0  # FedProx's proximal weight (sent to the sites)
     server_tau: float = 0.001  # FedAdam / FedYogi / FedAdagrad: degree of adaptivity
+    swa_start: int = 0  # server-side SWA over cycle ends from this round on; 0 = off
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys a task or user app adds
 
     @classmethod
@@ -82,7 +90,9 @@ class RunConfig:
         values: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         for key, value in raw.items():
-            if key in known:
+            if key in LR_KEYS:
+                values[known[key].name] = _coerce_lr(key, value)
+            elif key in known:
                 name = known[key].name
                 values[name] = _coerce(key, value, type(getattr(defaults, name)))
             else:
@@ -90,6 +100,21 @@ class RunConfig:
         config = cls(**values, extra=extra)
         config.validate()
         return config
+
+    def cycle(self, default_top: float | str) -> tuple[float | str, float | None]:
+        """The LR cycle's (top, bottom): ``default_top`` (the task's and model's number, or
+        ``"auto"``) where lr-max is ``"default"``; lr-max x lr-min-ratio where lr-min is.
+        With ``"auto"`` the top is found at run time and the bottom is ``None`` unless lr-min
+        is a number."""
+        top = default_top if self.lr_max == DEFAULT else self.lr_max
+        if top == AUTO:
+            return AUTO, None if self.lr_min == DEFAULT else float(self.lr_min)
+        top = float(top)
+        return top, top * self.lr_min_ratio if self.lr_min == DEFAULT else float(self.lr_min)
+
+    def with_cycle(self, top: float, bottom: float) -> RunConfig:
+        """This config with the LR cycle fixed to numbers."""
+        return dataclasses.replace(self, lr_max=top, lr_min=bottom)
 
     def round_epochs(self) -> list[int]:
         """Local epochs of every round of the run, as the schedule sends them."""
@@ -99,8 +124,16 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the first key whose value is out of range."""
+        if not 0.0 < self.lr_min_ratio < 1.0:
+            raise ConfigError(f"lr-min-ratio={self.lr_min_ratio}: must be in (0, 1) (lr-min = "
+                              "lr-max x lr-min-ratio when lr-min is 'default').")
+        _positive("lr-find-steps", self.lr_find_steps)
         try:  # the strategy layer's checks raise its own ScheduleError
-            validate_lr_cycle(self.lr_schedule, self.lr_max, self.lr_min)
+            top, bottom = self.cycle(1.0)
+            if top != AUTO:
+                validate_lr_cycle(self.lr_schedule, top, bottom)
+            elif bottom is not None:
+                validate_lr_cycle(self.lr_schedule, max(bottom, 1e-12), bottom)
             validate_epochs(self.epochs_schedule, self.epochs_initial, self.epochs_mult,
                             self.epochs_step, self.epochs_budget, self.num_server_rounds,
                             self.budget_shape)
@@ -125,8 +158,12 @@ class RunConfig:
             raise ConfigError(f"round-timeout={self.round_timeout}: must be a finite number of "
                               "seconds > 0 (how long a round waits for the sites' replies).")
         self._validate_privacy()
+        if self.swa_start > self.num_server_rounds:
+            raise ConfigError(f"swa-start={self.swa_start} > num-server-rounds="
+                              f"{self.num_server_rounds}: SWA would never start. Use a round "
+                              "<= num-server-rounds, or 0 to turn SWA off.")
         for key, value in (("max-samples", self.max_samples), ("num-workers", self.num_workers),
-                           ("seed", self.seed)):
+                           ("seed", self.seed), ("swa-start", self.swa_start)):
             if value < 0:
                 raise ConfigError(f"{key}={value}: must be >= 0 (0 means all / none).")
 
@@ -193,6 +230,17 @@ def _coerce(key: str, value: Any, expected: type) -> Any:
 
 
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _coerce_lr(key: str, value: Any) -> float | str:
+    """An LR key's value: a number, or one of the words it accepts (``LR_KEYS``)."""
+    if isinstance(value, str) and value in LR_KEYS[key]:
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    words = " or ".join(f"'{w}'" for w in LR_KEYS[key])
+    raise ConfigError(f"{key}={value!r}: expected a number or {words}. Fix it in "
+                      f"[tool.flwr.app.config] or with --run-config '{key}=0.01'.")
 
 
 def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -9,7 +9,7 @@ its public ``push_messages`` / ``pull_messages`` on a short, growing interval in
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
@@ -46,17 +46,23 @@ class ResponsiveGrid(Grid):
         return self.inner.pull_messages(message_ids)
 
     def send_and_receive(self, messages: Iterable[Message], *,
-                         timeout: float | None = None) -> Iterable[Message]:
-        """Push ``messages``, then pull replies until all arrived or ``timeout`` passed."""
+                         timeout: float | None = None) -> Iterator[Message]:
+        """Push ``messages`` now; the returned iterator yields each reply as it is pulled,
+        until all arrived or ``timeout`` passed (counted from the push).
+
+        A strategy that consumes it one reply at a time (``CoLearnSchedule``'s streaming
+        aggregation) holds one reply at a time; ``list()`` gives Flower's behaviour.
+        """
         pending = set(self.push_messages(messages))
         end = None if timeout is None else time.monotonic() + timeout
-        replies: list[Message] = []
+        return self._replies(pending, end)
+
+    def _replies(self, pending: set[str], end: float | None) -> Iterator[Message]:
         pause = self.first_poll_s
         while pending and (end is None or time.monotonic() < end):
-            arrived = list(self.pull_messages(pending))
-            replies += arrived
-            pending -= {m.metadata.reply_to_message_id for m in arrived}
+            for reply in self.pull_messages(pending):
+                pending.discard(reply.metadata.reply_to_message_id)
+                yield reply
             if pending:
                 time.sleep(pause)
                 pause = min(self.max_poll_s, pause * self.backoff)
-        return replies

@@ -15,11 +15,14 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from colearn_fl.config import RunConfig
+from colearn_fl.config import AUTO, LR_FIND_RANGE, RunConfig
 from colearn_fl.errors import DataError
+from colearn_fl.lr_range import range_test
 from colearn_fl.server_schedule import ServerSchedule
 from colearn_fl.task_adapter import TaskAdapter
 from colearn_fl.trainer import make_trainer
+from strategies.lr_range import aggregate_suggestions
+from strategies.wire import LR_DIVERGED, LR_SUGGESTED
 
 
 @dataclass
@@ -44,7 +47,8 @@ def vanilla(task: TaskAdapter, run_config: Mapping[str, Any], epochs: int) -> Ru
     test = _test_loader(task, run_config)
     curve = _EpochCurve(test)
     start = time.monotonic()
-    _trainer(epochs, [_cycle(config), curve], config).fit(module, datamodule=data)
+    cycle = _cycle(task, run_config, module, data)
+    _trainer(epochs, [cycle, curve], config).fit(module, datamodule=data)
     wall = time.monotonic() - start
     size = curve.examples
     return RunResult(accuracy=curve.points[-1], wall_s=wall, sample_epochs=size * epochs,
@@ -64,7 +68,8 @@ def ensemble(task: TaskAdapter, run_config: Mapping[str, Any], sites: int,
         module = task.module_fn(run_config)
         data = task.site_datamodule(run_config, partition=(site, sites))
         curve = _EpochCurve(None)
-        _trainer(epochs, [_cycle(config), curve], config).fit(module, datamodule=data)
+        cycle = _cycle(task, run_config, module, data)
+        _trainer(epochs, [cycle, curve], config).fit(module, datamodule=data)
         budget += curve.examples * epochs
         site_probs, labels = _softmax_outputs(module, test)
         probabilities = site_probs if probabilities is None else probabilities + site_probs
@@ -118,9 +123,19 @@ def _test_loader(task: TaskAdapter, run_config: Mapping[str, Any]
     return data.test_dataloader()
 
 
-def _cycle(config: RunConfig) -> ServerSchedule:
-    """The run's LR cycle, stretched over all of a method's training."""
-    return ServerSchedule(config.lr_schedule, config.lr_max, config.lr_min)
+def _cycle(task: TaskAdapter, run_config: Mapping[str, Any], module: pl.LightningModule,
+           data: pl.LightningDataModule) -> ServerSchedule:
+    """The run's LR cycle, stretched over all of a method's training; ``lr-max='auto'`` runs
+    the LR range test on this method's own data, with the federated test's rule."""
+    config = RunConfig.from_dict(run_config)
+    top, bottom = config.cycle(task.default_lr(run_config))
+    if top == AUTO:
+        suggested, diverged = range_test(module, data, *LR_FIND_RANGE, config.lr_find_steps,
+                                         config.precision)
+        top = aggregate_suggestions([{LR_SUGGESTED: suggested, LR_DIVERGED: diverged}])[
+            "lr-max"]
+        bottom = top * config.lr_min_ratio if bottom is None else bottom
+    return ServerSchedule(config.lr_schedule, float(top), float(bottom))
 
 
 def _trainer(epochs: int, callbacks: list[pl.Callback], config: RunConfig) -> pl.Trainer:

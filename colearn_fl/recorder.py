@@ -69,17 +69,18 @@ class RoundRecorder:
             return None  # resumed: this model was evaluated when its round ended
         if loop_round == 1:
             _stop_if_no_site_trained(self.strategy.rounds.get(server_round, {}), server_round)
-        self.module.load_state_dict(arrays_to_state_dict(arrays), strict=True)
+        model = self.strategy.evaluation_model(arrays)  # the SWA average once it has begun
+        self.module.load_state_dict(arrays_to_state_dict(model), strict=True)
         central = self.central_eval(self.module) if self.central_eval else {}
         row = self._row(server_round, central)
         self.history.append(row)
         if server_round > 0:
-            save_checkpoint(self.folder / CHECKPOINT_NAME, {
-                "round": server_round,
-                "state_dict": self.module.state_dict(),
-                "history": self.history,
-                "run-config": self.run_config,
-            })
+            payload = {"round": server_round, "state_dict": self.module.state_dict(),
+                       "history": self.history, "run-config": self.run_config}
+            if model is not arrays:  # SWA: the sites train on from the global model
+                payload["training-state-dict"] = arrays_to_state_dict(arrays)
+                payload["swa"] = self.strategy.swa.state_dict()
+            save_checkpoint(self.folder / CHECKPOINT_NAME, payload)
         write_history(self.folder, self.history, self.run_config)
         plot_curves(self.folder / CURVES_PNG, self.history, _main_metric(self.history))
         log(INFO, "%s", _round_line(row, self.total_rounds))
@@ -93,7 +94,7 @@ class RoundRecorder:
         row.update({f"federated-{k}": v for k, v in record.get("federated-metrics", {}).items()})
         row.update({f"central-{k}": v for k, v in central.items()})
         row.update({k: v for k, v in record.items()
-                    if k.startswith(("sites-", "site-", "model-", "bytes-"))})
+                    if k.startswith(("sites-", "site-", "model-", "bytes-", "swa-", "lr-"))})
         row["round-s"] = round(now - self._last, 3)
         row["elapsed-s"] = round(self._elapsed_before + now - self._started, 3)
         self._last = now

@@ -42,8 +42,10 @@ def t_quantile(df: int) -> float:
     return T_975[df - 1] if df <= len(T_975) else statistics.NormalDist().inv_cdf(0.975)
 
 
-def summarise(accuracy: dict[int, dict[str, float]]) -> list[SeedSummary]:
-    """Per-method summary of ``accuracy[seed][method]`` (methods in first-seen order).
+def summarise(accuracy: dict[int, dict[str, float]],
+              reference: str = REFERENCE) -> list[SeedSummary]:
+    """Per-method summary of ``accuracy[seed][method]`` (methods in first-seen order), each
+    paired with ``reference`` (default: co-learning).
 
     Every method must have run with every seed; the pairs are formed seed by seed.
     """
@@ -55,8 +57,8 @@ def summarise(accuracy: dict[int, dict[str, float]]) -> list[SeedSummary]:
     summaries = []
     for method in methods:
         values = [accuracy[s][method] for s in seeds]
-        diffs = ([accuracy[s][method] - accuracy[s][REFERENCE] for s in seeds]
-                 if REFERENCE in methods else [])
+        diffs = ([accuracy[s][method] - accuracy[s][reference] for s in seeds]
+                 if reference in methods else [])
         summaries.append(SeedSummary(method, len(seeds), statistics.fmean(values),
                                      statistics.stdev(values) if len(values) > 1 else 0.0,
                                      *_paired(diffs)))

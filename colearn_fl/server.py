@@ -8,32 +8,37 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from flwr.app import Context
+from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Result
 from flwr.supercore import log
 
 from colearn_fl.arrays import state_dict_to_arrays
 from colearn_fl.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from colearn_fl.config import RunConfig
+from colearn_fl.config import AUTO, LR_FIND_RANGE, RunConfig
 from colearn_fl.dp_strategy import with_privacy
 from colearn_fl.errors import ConfigError
 from colearn_fl.grid import ResponsiveGrid
 from colearn_fl.recorder import RoundRecorder
 from colearn_fl.results import run_folder
 from colearn_fl.trainer import make_trainer
-from strategies import CoLearnSchedule, server_optimizer
+from strategies import CoLearnSchedule, ScheduleError, server_optimizer
+from strategies.lr_range import federated_range_test, wait_for_nodes
+from tasks.registry import PROJECT_LR
 
 ModuleFn = Callable[[dict[str, Any]], pl.LightningModule]
 CentralDataFn = Callable[[dict[str, Any]], pl.LightningDataModule | None]
+DefaultLrFn = Callable[[dict[str, Any]], float | str]
+LR_RANGE_TEST = "lr-range-test"  # history row 0: what lr-max='auto' found, and each site
 # Run-config keys whose change on resume is worth a warning (the schedule the run follows).
 RESUME_CHECKED_KEYS = ("lr-schedule", "lr-max", "lr-min", "lr-gamma", "epochs-schedule",
                        "epochs-initial", "epochs-mult", "epochs-step", "epochs-budget",
-                       "budget-shape", "server-optimizer")
+                       "budget-shape", "server-optimizer", "swa-start")
 
 
 def server_app(
-    module_fn: ModuleFn, central_datamodule_fn: CentralDataFn | None = None
+    module_fn: ModuleFn, central_datamodule_fn: CentralDataFn | None = None,
+    default_lr: DefaultLrFn | None = None,
 ) -> ServerApp:
     """A ServerApp that runs co-learning: the round schedule over the run config's
     ``server-optimizer`` (``fedavg`` by default: the ``CoLearn`` strategy).
@@ -49,6 +54,9 @@ def server_app(
     central_datamodule_fn : Callable[[dict], LightningDataModule or None], optional
         Builds the server's test data; when given, the global model is evaluated on its
         ``test_dataloader`` before round 1 and after every round (``central-*`` metrics).
+    default_lr : Callable[[dict], float or str], optional
+        The LR cycle's top when ``lr-max='default'`` (a number, or ``'auto'``); default: the
+        module's ``hparams.lr``, else ``PROJECT_LR`` (0.05).
 
     Returns
     -------
@@ -61,7 +69,7 @@ def server_app(
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        run_colearning(grid, context, module_fn, central_datamodule_fn)
+        run_colearning(grid, context, module_fn, central_datamodule_fn, default_lr)
 
     return app
 
@@ -69,8 +77,15 @@ def server_app(
 def run_colearning(
     grid: Grid, context: Context, module_fn: ModuleFn,
     central_datamodule_fn: CentralDataFn | None = None,
+    default_lr: DefaultLrFn | None = None,
 ) -> Result | None:
-    """Run (or resume) the co-learning rounds the run config asks for."""
+    """Run (or resume) the co-learning rounds the run config asks for.
+
+    ``default_lr(run_config)`` gives the cycle's top for ``lr-max='default'`` (a task's number
+    for its model, or ``'auto'``); without it, the module's ``hparams.lr``, else
+    ``PROJECT_LR``. With ``'auto'`` the federated LR range test runs before round 1 (once: a
+    resumed run reuses the LR its history recorded).
+    """
     raw = dict(context.run_config)
     config = RunConfig.from_dict(raw)
     if config.resume and not config.run_name:
@@ -79,17 +94,30 @@ def run_colearning(
     folder = run_folder(config, context.run_id)
     torch.manual_seed(config.seed)  # the same seed, the same initial global model
     module = module_fn(raw)
-    done, history, initial = 0, [], module.state_dict()
+    done, history, initial, swa = 0, [], module.state_dict(), None
     if config.resume:
         checkpoint = load_checkpoint(folder / CHECKPOINT_NAME)
         done, history = checkpoint["round"], checkpoint["history"]
-        initial = checkpoint["state_dict"]
+        # With SWA, "state_dict" is the average; the sites train on from the global model.
+        initial = checkpoint.get("training-state-dict", checkpoint["state_dict"])
+        swa = checkpoint.get("swa")
         _warn_schedule_change(checkpoint["run-config"], raw)
         log(INFO, "[colearn] resuming %s after round %d", folder, done)
     if done >= config.num_server_rounds:
         log(INFO, "[colearn] %s already completed %d rounds: nothing to do", folder, done)
         return None
-    colearn = build_strategy(config, round_offset=done)
+    top, bottom = config.cycle(default_lr(raw) if default_lr else module_lr(module))
+    found = None
+    if top == AUTO:
+        found = (history[0].get(LR_RANGE_TEST) if history else None) or _range_test(
+            grid, state_dict_to_arrays(initial), config)
+        top = float(found["lr-max"])
+        bottom = top * config.lr_min_ratio if bottom is None else bottom
+    colearn = build_strategy(config.with_cycle(top, bottom), round_offset=done)
+    if found is not None and not history:
+        colearn.rounds[0] = {LR_RANGE_TEST: found, "lr-auto": top}
+    if swa is not None and colearn.swa.start:
+        colearn.swa.load_state_dict(swa)  # the average continues where the run stopped
     # With DP, Flower's wrapper runs the rounds and calls the schedule's configure/aggregate;
     # the recorder reads the schedule's per-round records either way.
     strategy = with_privacy(colearn, config)
@@ -109,9 +137,41 @@ def run_colearning(
     )
 
 
-def build_strategy(config: RunConfig, round_offset: int = 0) -> CoLearnSchedule:
+def module_lr(module: pl.LightningModule) -> float:
+    """A user module's own LR (``hparams.lr``, as ``save_hyperparameters`` stores it), else
+    ``PROJECT_LR``: the cycle's top for ``lr-max='default'`` without a task."""
+    lr = getattr(module, "hparams", {}).get("lr")
+    return float(lr) if isinstance(lr, (int, float)) and lr > 0 else PROJECT_LR
+
+
+def _range_test(grid: Grid, model: ArrayRecord, config: RunConfig) -> dict[str, Any]:
+    """``lr-max='auto'``: the federated LR range test from the initial model."""
+    nodes = wait_for_nodes(grid, config.min_available_nodes, config.round_timeout)
+    log(INFO, "[colearn] lr-max='auto': LR range test at %d site(s), %d steps over %g..%g",
+        len(nodes), config.lr_find_steps, *LR_FIND_RANGE)
+    try:
+        found = federated_range_test(
+            ResponsiveGrid(grid), model, nodes, min_lr=LR_FIND_RANGE[0],
+            max_lr=LR_FIND_RANGE[1], steps=config.lr_find_steps, timeout=config.round_timeout)
+    except ScheduleError as error:
+        raise ConfigError(str(error)) from None
+    for problem in found["problems"]:
+        log(WARNING, "[colearn] LR range test: %s", problem)
+    log(INFO, "[colearn] lr-max='auto' -> %.4g (median suggestion %.4g of %d site(s), "
+        "divergence cap %.4g)", found["lr-max"], found["median-suggestion"],
+        len(found["sites"]), found["divergence-cap"])
+    return found
+
+
+def build_strategy(config: RunConfig, round_offset: int = 0,
+                   default_top: float = PROJECT_LR) -> CoLearnSchedule:
     """The co-learning schedule over the server optimizer the run config describes
-    (``server-optimizer=fedavg``: the paper's ``CoLearn``)."""
+    (``server-optimizer=fedavg``: the paper's ``CoLearn``); ``lr-max='default'`` is
+    ``default_top``; ``'auto'`` must be resolved first (``run_colearning`` does)."""
+    lr_max, lr_min = config.cycle(default_top)
+    if lr_max == AUTO or lr_min is None:
+        raise ConfigError("lr-max='auto' is found by the LR range test before round 1 "
+                          "(run_colearning); build_strategy needs a number.")
     optimizer = server_optimizer(
         config.server_optimizer, server_lr=config.server_lr,
         server_momentum=config.server_momentum, proximal_mu=config.proximal_mu,
@@ -121,12 +181,13 @@ def build_strategy(config: RunConfig, round_offset: int = 0) -> CoLearnSchedule:
         min_available_nodes=config.min_available_nodes,
     )
     return CoLearnSchedule(
-        optimizer, lr_schedule=config.lr_schedule, lr_max=config.lr_max,
-        lr_min=config.lr_min, lr_gamma=config.lr_gamma, epochs_schedule=config.epochs_schedule,
+        optimizer, lr_schedule=config.lr_schedule, lr_max=float(lr_max),
+        lr_min=lr_min, lr_gamma=config.lr_gamma, epochs_schedule=config.epochs_schedule,
         epochs_initial=config.epochs_initial, epochs_mult=config.epochs_mult,
         epochs_step=config.epochs_step, epochs_budget=config.epochs_budget,
         budget_shape=config.budget_shape, num_rounds=config.num_server_rounds,
         transport_dtype=config.transport_dtype, round_offset=round_offset,
+        swa_start=config.swa_start, phase_timeout=config.round_timeout,
     )
 
 

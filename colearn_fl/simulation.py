@@ -1,7 +1,7 @@
 """Run a co-learning federation in-process with Flower's simulation engine.
 
 ``flwr run .`` is the user's way in; ``simulate`` runs the very same ServerApp/ClientApp code
-(``run_colearning``, ``train_round``, ``evaluate_round``) from Python, with a run config given
+(``run_colearning``, ``register_site_functions``) from Python, with a run config given
 as a dict (Flower's ``run_simulation`` takes none), for tests, notebooks and the benchmarks.
 """
 
@@ -18,12 +18,12 @@ from flwr.clientapp.typing import ClientAppCallable, Mod
 from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
-from colearn_fl.client import DataModuleFn, ModuleFn, evaluate_round, train_round
+from colearn_fl.client import DataModuleFn, ModuleFn, register_site_functions
 from colearn_fl.config import RunConfig
 from colearn_fl.dp_mod import clipping_mod
 from colearn_fl.errors import ConfigError
 from colearn_fl.results import run_folder
-from colearn_fl.server import CentralDataFn, run_colearning
+from colearn_fl.server import CentralDataFn, DefaultLrFn, run_colearning
 from colearn_fl.task_adapter import TaskAdapter
 
 
@@ -62,11 +62,14 @@ def simulate(
     if (module_fn is None) != (datamodule_fn is None):
         raise ConfigError("simulate() needs module_fn and datamodule_fn together (or neither, "
                           "to use the registered task named by the `task` key).")
+    default_lr = None  # a user's own module: its hparams.lr (run_colearning)
     if module_fn is None or datamodule_fn is None:
         task = TaskAdapter.named(parsed.task)
         module_fn, datamodule_fn = task.module_fn, task.datamodule_fn
         central_datamodule_fn = central_datamodule_fn or task.central_datamodule_fn
-    server, client = _apps(config, module_fn, datamodule_fn, central_datamodule_fn, mods or [])
+        default_lr = task.default_lr
+    server, client = _apps(config, module_fn, datamodule_fn, central_datamodule_fn, mods or [],
+                           default_lr)
     run_simulation(
         server_app=server,
         client_app=client,
@@ -95,6 +98,7 @@ def with_run_config(context: Context, config: Mapping[str, Any]) -> Context:
 def _apps(
     config: dict[str, Any], module_fn: ModuleFn, datamodule_fn: DataModuleFn,
     central_datamodule_fn: CentralDataFn | None, mods: list[Mod],
+    default_lr: DefaultLrFn | None,
 ) -> tuple[ServerApp, ClientApp]:
     """Server and client apps (and client mods) that see ``config`` as their run config."""
 
@@ -113,14 +117,7 @@ def _apps(
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
-        run_colearning(grid, configured(context), module_fn, central_datamodule_fn)
+        run_colearning(grid, configured(context), module_fn, central_datamodule_fn, default_lr)
 
-    @client.train()
-    def train(msg: Message, context: Context) -> Message:
-        return train_round(msg, configured(context), module_fn, datamodule_fn)
-
-    @client.evaluate()
-    def evaluate(msg: Message, context: Context) -> Message:
-        return evaluate_round(msg, configured(context), module_fn, datamodule_fn)
-
+    register_site_functions(client, lambda ctx: (configured(ctx), module_fn, datamodule_fn))
     return server, client

@@ -23,6 +23,7 @@ from colearn_fl.config import RunConfig, parse_section
 from colearn_fl.errors import ConfigError
 from tasks import Task, get_task
 from tasks.partition import check_num_partitions
+from tasks.registry import PROJECT_LR
 from tasks.shared import Site
 
 # Node-config keys (per SuperNode; simulation sets the partition keys).
@@ -108,11 +109,19 @@ class TaskAdapter:
         section = parse_section(self.task.config, run_config)
         return self.task.resolve(section, RunConfig.from_dict(run_config).data_dir)
 
+    def default_lr(self, run_config: Mapping[str, Any]) -> float | str:
+        """The top of the LR cycle for ``lr-max='default'``: the task's number for the run's
+        model and optimizer, or ``'auto'`` where it has none."""
+        return self.task.default_lr(self.config(run_config),
+                                    RunConfig.from_dict(run_config).model)
+
     def module_fn(self, run_config: Mapping[str, Any]) -> pl.LightningModule:
-        """The model the run config's ``model`` names, its optimizer starting at lr-max."""
+        """The model the run config's ``model`` names, its optimizer starting at the cycle's
+        top (the server's cycle sets the LR of every step in a round)."""
         config = RunConfig.from_dict(run_config)
+        top, _ = config.cycle(self.default_lr(run_config))
         return self.task.build_module(self.config(run_config), model=config.model,
-                                      lr=config.lr_max)
+                                      lr=top if isinstance(top, float) else PROJECT_LR)
 
     def datamodule_fn(self, context: Context) -> pl.LightningDataModule:
         """A site's data: its node-config ``data-dir`` or its simulation partition."""

@@ -12,7 +12,8 @@ from pytorch_lightning.loggers import Logger
 
 
 def make_trainer(precision: str, callbacks: list[pl.Callback], epochs: int = 0,
-                 logger: Logger | bool = False, progress_bar: bool = True) -> pl.Trainer:
+                 logger: Logger | bool = False, progress_bar: bool = True,
+                 root_dir: str | None = None) -> pl.Trainer:
     """A Trainer on the automatically chosen device (CPU or one GPU).
 
     Parameters
@@ -28,8 +29,11 @@ def make_trainer(precision: str, callbacks: list[pl.Callback], epochs: int = 0,
         Where metrics go; ``False`` = nowhere (default: False).
     progress_bar : bool
         Show Lightning's progress bar (default: True).
+    root_dir : str, optional
+        Where the Trainer may write files (e.g. the LR finder's temporary checkpoint);
+        default: the logger's folder.
     """
-    save_dir = logger.save_dir if isinstance(logger, Logger) else None
+    save_dir = root_dir or (logger.save_dir if isinstance(logger, Logger) else None)
     return pl.Trainer(
         max_epochs=max(epochs, 1),
         accelerator="auto",

@@ -11,35 +11,33 @@ from collections.abc import Iterable
 from logging import INFO, WARNING
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
 from strategies.arrays import count_bytes, restore_dtypes
 from strategies.replies import (
+    SITE_REPORT,
     average_statistics,
     even_out,
+    followed_schedule,
     metrics_of,
     model_problem,
     sent_bytes,
     weight_problem,
 )
-from strategies.schedules import local_epochs, lr_at, round_lr_bounds, validate_epochs
-from strategies.transport import check_transport_dtype, encode
+from strategies.schedules import local_epochs, round_lr_bounds, validate_epochs
+from strategies.streaming import WeightedSum, is_mean_based
+from strategies.swa import SwaAverage, refresh_statistics, statistics_keys
+from strategies.transport import check_transport_dtype, decode, encode
 from strategies.wire import (
-    EPOCHS_RUN,
     LOCAL_EPOCHS,
-    LR_FIRST,
-    LR_LAST,
     LR_MAX,
     LR_MIN,
     LR_SCHEDULE,
     NUM_EXAMPLES,
 )
-
-SITE_REPORT = (EPOCHS_RUN, LR_FIRST, LR_LAST)  # what a site did; recorded, never averaged
-LR_TOLERANCE = 1e-6  # relative: a reported LR within this of the cycle's counts as followed
 
 
 class CoLearnSchedule(Strategy):
@@ -96,6 +94,19 @@ class CoLearnSchedule(Strategy):
     round_offset : int (default: 0)
         Rounds already completed before this strategy starts (resume): loop round ``r`` is
         sent, scheduled and logged as round ``r + round_offset``.
+    swa_start : int (default: 0)
+        Server-side SWA over cycle ends (``strategies.swa``): from this round on, the global
+        model at the end of every round enters a running average, whose normalisation
+        statistics the round's sites recompute (a forward-only ``query.bn_refresh`` round);
+        ``evaluation_model`` is that average. The sites keep training from the plain global
+        model. 0 = off.
+    phase_timeout : float (default: 3600.0)
+        Seconds the statistics round waits for the sites' replies.
+    streaming : bool, optional
+        Fold each training reply into a float64 running weighted sum as it arrives and
+        release it (server memory O(model), not O(sites x model)); the wrapped strategy gets
+        one reply carrying the mean. Default: on for the mean-based strategies
+        (``strategies.streaming.MEAN_BASED``), off for any other, which gets every reply.
     """
 
     # pylint: disable=too-many-arguments
@@ -116,6 +127,9 @@ class CoLearnSchedule(Strategy):
         num_rounds: int = 0,
         transport_dtype: str = "float32",
         round_offset: int = 0,
+        swa_start: int = 0,
+        phase_timeout: float = 3600.0,
+        streaming: bool | None = None,
     ) -> None:
         round_lr_bounds(lr_schedule, lr_max, lr_min, 1, lr_gamma)  # validates
         validate_epochs(epochs_schedule, epochs_initial, epochs_mult, epochs_step,
@@ -129,6 +143,12 @@ class CoLearnSchedule(Strategy):
         self.epochs_budget, self.budget_shape, self.num_rounds = (
             epochs_budget, budget_shape, num_rounds)
         self.transport_dtype, self.round_offset = transport_dtype, round_offset
+        self.swa, self.phase_timeout = SwaAverage(swa_start), phase_timeout
+        self.streaming = is_mean_based(strategy) if streaming is None else streaming
+        if self.streaming and not is_mean_based(strategy):
+            raise ValueError(f"streaming=True needs a mean-based strategy (one of "
+                             f"strategies.streaming.MEAN_BASED), not {type(strategy).__name__}")
+        self._grid: Grid | None = None  # the training rounds' grid, for the statistics round
         self.rounds: dict[int, dict[str, Any]] = {}  # what each round sent and received
         self._global: ArrayRecord | None = None  # the round's global model, full precision
         self._wire: ArrayRecord | None = None  # the same, as sent (transport-dtype)
@@ -158,6 +178,7 @@ class CoLearnSchedule(Strategy):
     ) -> Iterable[Message]:
         """The wrapped strategy's messages, with the round's schedule and the model as sent."""
         round_ = server_round + self.round_offset
+        self._grid = grid
         self._global, self._wire = arrays, encode(arrays, self.transport_dtype)
         schedule = self.round_schedule(round_)
         messages = list(self.strategy.configure_train(
@@ -177,15 +198,31 @@ class CoLearnSchedule(Strategy):
         """Drop unusable replies (logged), even out the rest, let the wrapped strategy
         aggregate them, and restore every array's dtype."""
         round_ = server_round + self.round_offset
-        replies = list(replies)
-        received = sent_bytes(replies)  # as they came, before even_out casts them
-        failed = [m for m in replies if m.has_error()]
-        accepted = [m for m in replies if not m.has_error()
-                    and self._usable(round_, m, model_problem(m.content, self._wire))]
-        metrics = [metrics_of(m.content) for m in accepted]
-        sites = [self._site_report(round_, msg, values) for msg, values in
-                 zip(accepted, metrics, strict=True)]
-        self._note_left_out(round_, even_out(accepted, metrics, self._global))
+        received, failed, dropped, sites, nodes = 0, [], 0, [], []
+        accepted, metrics, summed = [], [], WeightedSum()
+        for msg in replies:  # one at a time: a streaming grid yields them as they arrive
+            received += sent_bytes([msg])  # as it came, before it is decoded
+            if msg.has_error():
+                failed.append(msg)
+            elif not self._usable(round_, msg, model_problem(msg.content, self._wire)):
+                dropped += 1
+            else:
+                values = metrics_of(msg.content)
+                sites.append(self._site_report(round_, msg, values))
+                nodes.append(msg.metadata.src_node_id)
+                if self.streaming:
+                    summed.add(decode(next(iter(msg.content.array_records.values())),
+                                      self._global), float(values[NUM_EXAMPLES]), values)
+                    msg.content = RecordDict()  # released; the first message carries the mean
+                    accepted = accepted or [msg]
+                else:
+                    accepted.append(msg)
+                    metrics.append(values)
+        if self.streaming and accepted:
+            accepted[0].content = summed.mean_reply()
+            self._note_left_out(round_, summed.partial_metrics())
+        else:
+            self._note_left_out(round_, even_out(accepted, metrics, self._global))
         self._explain_failures(round_, failed)
         arrays, aggregated = (self.strategy.aggregate_train(round_, accepted + failed)
                               if accepted else (None, None))
@@ -194,8 +231,8 @@ class CoLearnSchedule(Strategy):
         self.rounds.setdefault(round_, {}).update({
             "train-metrics": dict(aggregated) if aggregated is not None else {},
             "sites-failed": len(failed),
-            "sites-dropped": len(replies) - len(failed) - len(accepted),
-            "sites-averaged": len(accepted) if arrays is not None else 0,
+            "sites-dropped": dropped,
+            "sites-averaged": len(nodes) if arrays is not None else 0,
             "sites-following": sum(site["followed"] for site in sites),
             "site-reports": sites,
             "errors": [m.error.reason for m in failed],
@@ -204,7 +241,35 @@ class CoLearnSchedule(Strategy):
         if arrays is None:
             log(WARNING, "Round %d: no site returned a usable model; the global model is "
                 "unchanged (see the reasons above)", round_)
+        elif self.swa.covers(round_):
+            self._average(round_, arrays, nodes)
         return arrays, aggregated
+
+    def evaluation_model(self, arrays: ArrayRecord) -> ArrayRecord:
+        """The model to evaluate and keep after a round: the SWA average once it holds a
+        model (``swa-start``), else ``arrays`` (the global model)."""
+        averaged = self.swa.arrays()
+        return arrays if averaged is None else averaged
+
+    def _average(self, server_round: int, arrays: ArrayRecord, nodes: list[int]) -> None:
+        """Fold the round's global model into the SWA average and have ``nodes`` recompute
+        its normalisation statistics; without answers the averaged statistics stay."""
+        self.swa.add(arrays)
+        record = {"swa-models": self.swa.count, "swa-refresh-sites": 0}
+        model = self.swa.arrays()
+        if model is not None and statistics_keys(model) and self._grid is not None:
+            pooled, problems = refresh_statistics(
+                self._grid, encode(model, self.transport_dtype), nodes, server_round,
+                self.phase_timeout)
+            if pooled is not None:
+                self.swa.replace(pooled)
+                record["swa-refresh-sites"] = len(nodes) - len(problems)
+            if problems:
+                log(WARNING, "Round %d: %d site(s) did not recompute the SWA model's "
+                    "normalisation statistics (%s)%s", server_round, len(problems),
+                    "; ".join(problems), "" if pooled is not None else
+                    ": it keeps the averaged statistics")
+        self.rounds.setdefault(server_round, {}).update(record)
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -249,7 +314,7 @@ class CoLearnSchedule(Strategy):
         sent = self.rounds.get(server_round, {}).get("schedule") or self.round_schedule(
             server_round)
         did = {key: metrics.pop(key) for key in SITE_REPORT if key in metrics}
-        followed = _followed(sent, did)
+        followed = followed_schedule(sent, did)
         node = reply.metadata.src_node_id
         if not followed and ("site", node) not in self._told:
             self._told.add(("site", node))
@@ -281,14 +346,3 @@ def _send(messages: list[Message], model: ArrayRecord) -> list[Message]:
         for key in list(msg.content.array_records):
             msg.content[key] = model
     return messages
-
-
-def _followed(sent: dict[str, Any], did: dict[str, Any]) -> bool:
-    """Whether a site's report matches the round's epochs and LR cycle."""
-    if set(did) != set(SITE_REPORT) or did[EPOCHS_RUN] != sent[LOCAL_EPOCHS]:
-        return False
-    top, bottom = sent[LR_MAX], sent[LR_MIN]
-    start = lr_at(sent[LR_SCHEDULE], 0.0, top, bottom)
-    slack = LR_TOLERANCE * max(top, 1e-12)
-    return (abs(did[LR_FIRST] - start) <= slack
-            and bottom - slack <= did[LR_LAST] <= top + slack)

@@ -11,17 +11,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
 from strategies.arrays import count_bytes, reply_problem
+from strategies.schedules import lr_at
 from strategies.transport import decode
-from strategies.wire import NUM_EXAMPLES
+from strategies.wire import (
+    EPOCHS_RUN,
+    LOCAL_EPOCHS,
+    LR_FIRST,
+    LR_LAST,
+    LR_MAX,
+    LR_MIN,
+    LR_SCHEDULE,
+    NUM_EXAMPLES,
+)
 
 ARRAYS, METRICS = "arrays", "metrics"  # the record names every reply gets before averaging
 # Running statistics of normalisation layers (PyTorch's names): averaged, never optimised.
 STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+SITE_REPORT = (EPOCHS_RUN, LR_FIRST, LR_LAST)  # what a site did; recorded, never averaged
+LR_TOLERANCE = 1e-6  # relative: a reported LR within this of the cycle's counts as followed
 
 
 def kebab(name: str) -> str:
@@ -102,3 +115,14 @@ def sent_bytes(replies: Iterable[Message]) -> int:
     """Bytes of array data in the replies that carry content."""
     return sum(count_bytes(record) for m in replies if not m.has_error()
                for record in m.content.array_records.values())
+
+
+def followed_schedule(sent: dict[str, Any], did: dict[str, Any]) -> bool:
+    """Whether a site's report matches the round's epochs and LR cycle."""
+    if set(did) != set(SITE_REPORT) or did[EPOCHS_RUN] != sent[LOCAL_EPOCHS]:
+        return False
+    top, bottom = sent[LR_MAX], sent[LR_MIN]
+    start = lr_at(sent[LR_SCHEDULE], 0.0, top, bottom)
+    slack = LR_TOLERANCE * max(top, 1e-12)
+    return (abs(did[LR_FIRST] - start) <= slack
+            and bottom - slack <= did[LR_LAST] <= top + slack)

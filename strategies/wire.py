@@ -37,3 +37,17 @@ LR_LAST = "lr-last"  # the LR of its last step
 
 # Flower's FedProx sends its proximal weight under this key; colearn-fl's sites honour it.
 PROXIMAL_MU = "proximal-mu"
+
+# Flower message types of the two extra rounds co-learning may run (``<category>.<action>``):
+# the SWA model's normalisation statistics recomputed over each site's training data, and the
+# LR range test before round 1 (``lr-max='auto'``). Sites answer them in ClientApp query
+# functions of those action names; replies carry ``num-examples`` like training replies.
+BN_REFRESH = "query.bn_refresh"
+LR_FIND = "query.lr_find"
+LR_SUGGESTED = "lr-suggested"  # lr_find reply: the LR finder's suggestion
+LR_DIVERGED = "lr-diverged"  # lr_find reply: the lowest LR at which the loss diverged
+# lr_find instruction (server -> site, in its ConfigRecord): the LRs the range test sweeps
+# (exponentially, one per step) and how many steps it takes.
+LR_FIND_MIN = "lr-find-min"
+LR_FIND_MAX = "lr-find-max"
+LR_FIND_STEPS = "lr-find-steps"

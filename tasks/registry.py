@@ -26,6 +26,13 @@ def _unchanged(config: Any, data_dir: str) -> Any:
     return config
 
 
+PROJECT_LR = 0.05  # lr-max measured for SGD with momentum on the small image CNNs
+
+
+def _project_lr(config: Any, model: str) -> float | str:
+    return PROJECT_LR
+
+
 @dataclass(frozen=True)
 class Task:
     """What the default apps (and any plain Lightning script) need to run one kind of task.
@@ -53,6 +60,11 @@ class Task:
         ``resolve(config, data_dir)``: the config with what the run's data directory decides
         filled in (e.g. the image data set and class count), so that every site and the server
         build the same network (default: the config unchanged).
+    default_lr : Callable[[Any, str], float | str]
+        ``default_lr(config, model)``: the top of the LR cycle when the run leaves ``lr-max``
+        at ``'default'``: a number measured for that model and optimizer, or ``'auto'`` (the
+        federated LR range test) where none was measured (default: ``PROJECT_LR`` for every
+        model).
     """
 
     name: str
@@ -63,6 +75,7 @@ class Task:
     metrics: tuple[str, ...]
     models: Callable[[], list[str]]
     resolve: Callable[[Any, str], Any] = _unchanged
+    default_lr: Callable[[Any, str], float | str] = _project_lr
 
 
 # Built-in tasks: importing the module registers the task.

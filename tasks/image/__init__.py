@@ -22,7 +22,10 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from tasks.errors import ConfigError
-from tasks.image import zoo  # noqa: F401  (registers the paper's models)
+from tasks.image import (
+    cifar_resnet,  # noqa: F401  (registers resnet-8 and resnet-20)
+    zoo,  # noqa: F401  (registers the paper's models)
+)
 from tasks.image.config import DATASETS, FOLDERS, ImageConfig
 from tasks.image.data import IMAGE_SETS, ImageDataModule
 from tasks.image.detect import resolve_dataset
@@ -115,6 +118,17 @@ def build_central_datamodule(config: ImageConfig, site: Site) -> pl.LightningDat
     return _datamodule(config, site) if has_test else None
 
 
+# lr-max="default" per model (SGD, Nesterov momentum 0.9): measured on Fashion-MNIST where a
+# number is given (docs/results.md); "auto" (the federated LR range test) for the paper's deep
+# models, whose LR was not measured here.
+DEFAULT_LR: dict[str, float | str] = {"small-cnn": 0.05, "tiny-cnn": 0.05, "vgg-19-bn": 0.01}
+
+
+def default_lr(config: ImageConfig, model: str) -> float | str:
+    """The top of the LR cycle for ``lr-max='default'``: ``DEFAULT_LR``, else ``'auto'``."""
+    return DEFAULT_LR.get(model or DEFAULT_MODEL, "auto")
+
+
 register_task(
     Task(
         name="image",
@@ -125,5 +139,6 @@ register_task(
         metrics=("accuracy", "top5-accuracy"),  # top-5 with more than 5 classes
         models=list_models,
         resolve=resolve,
+        default_lr=default_lr,
     )
 )

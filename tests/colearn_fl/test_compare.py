@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import pytest
@@ -78,3 +79,44 @@ def test_tasks_lists_models_with_their_volume_per_round(capsys) -> None:
     out = capsys.readouterr().out
     # small-cnn: 421,866 float32 parameters; + BN buffers and npy headers on the wire
     assert "image | small-cnn | 421,866 | 3.38" in out
+
+
+def test_variants_and_fedavg_lrs_run_once_and_are_reused(tmp_path, capsys) -> None:
+    # Prepare: a co-learning variant and FedAvg at a chosen LR, one tiny round
+    args = ["compare", "--methods", "fedavg@0.05,colearn", "--variant", "low: lr-min=0.01",
+            "--sites", "2", "--max-samples", "200", "--rounds", "1", "--cpus-per-site", "1",
+            "--output-dir", str(tmp_path), "--name", "v"]
+    assert main(args) == 0
+    folder = tmp_path / "v"
+    with (folder / "comparison.csv").open() as handle:
+        first = {row["method"]: row for row in csv.DictReader(handle)}
+    runs = folder / "runs"
+    stamps = {p.name: p.stat().st_mtime_ns for p in runs.iterdir()}
+    # Execute: the same command again
+    capsys.readouterr()
+    assert main(args) == 0
+    # Assert: one row per method, the variant ran with its override, FedAvg with its LR, and
+    # the second command reused every stored result without running anything
+    assert list(first) == ["fedavg@0.05", "colearn", "low"]
+    assert json.loads((runs / "low.json").read_text())["key"]["run-config"]["lr-min"] == 0.01
+    fedavg = json.loads((runs / "fedavg@0.05.json").read_text())["key"]["run-config"]
+    assert (fedavg["lr-schedule"], fedavg["lr-max"]) == ("constant", 0.05)
+    assert capsys.readouterr().out.count("reusing") == 3
+    assert {p.name: p.stat().st_mtime_ns for p in runs.iterdir()} == stamps
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--methods", "fedavg@fast"], "--methods fedavg@fast: the LR after @ must be a number"),
+        (["--methods", "colearn@0.1"], "--methods: ['colearn@0.1'] not known"),
+        (["--variant", "colearn: lr-min=0.01"], "--variant: ['colearn'] is a method's name"),
+        (["--variant", "no-colon"], "--variant 'no-colon': expected NAME: RUN-CONFIG"),
+        (["--variant", "bad: lr-max='fast'"], "lr-max='fast': expected a number"),
+    ],
+)
+def test_bad_methods_and_variants_are_one_clear_error(args, message, tmp_path, capsys) -> None:
+    status = main(["compare", *args, "--output-dir", str(tmp_path)])
+    assert status == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

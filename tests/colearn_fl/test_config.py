@@ -38,7 +38,13 @@ def test_parses_kebab_case_and_keeps_unknown_keys() -> None:
     ("raw", "match"),
     [
         ({"lr-schedule": "saw"}, "lr-schedule='saw' is not known; use one of: cosine"),
-        ({"lr-min": 0.5}, "lr-max=0.05, lr-min=0.5"),
+        ({"lr-max": 0.05, "lr-min": 0.5}, "lr-max=0.05, lr-min=0.5"),
+        ({"lr-max": "fast"}, "lr-max='fast': expected a number or 'default' or 'auto'"),
+        ({"lr-min": "auto"}, "lr-min='auto': expected a number or 'default'"),
+        ({"lr-min-ratio": 1.5}, r"lr-min-ratio=1.5: must be in \(0, 1\)"),
+        ({"lr-find-steps": 0}, "lr-find-steps=0"),
+        ({"swa-start": 4}, "swa-start=4 > num-server-rounds=3: SWA would never start"),
+        ({"swa-start": -1}, "swa-start=-1"),
         ({"epochs-schedule": "cubic"}, "epochs-schedule='cubic'"),
         ({"epochs-initial": 0}, "epochs-initial=0"),
         ({"partitioning": "shards"}, "partitioning='shards' is not known; use one of: iid"),
@@ -63,3 +69,20 @@ def test_round_epochs_of_a_budget_sum_to_it() -> None:
     config = RunConfig.from_dict({"epochs-schedule": "budget", "epochs-budget": 7,
                                   "budget-shape": "decaying"})
     assert config.round_epochs() == [4, 2, 1]
+
+
+@pytest.mark.parametrize(
+    ("raw", "default_top", "expected"),
+    [
+        ({}, 0.05, (0.05, 0.0005)),  # the task's number, bottom = top x 0.01
+        ({}, "auto", ("auto", None)),  # found at run time
+        ({"lr-max": 0.2}, 0.05, (0.2, 0.002)),  # the user's number wins
+        ({"lr-min-ratio": 0.1}, 0.01, (0.01, 0.001)),
+        ({"lr-max": "auto", "lr-min": 0.0001}, 0.05, ("auto", 0.0001)),
+        ({"lr-max": 0.1, "lr-min": 0.0}, "auto", (0.1, 0.0)),
+    ],
+)
+def test_cycle_resolves_default_and_auto(raw: dict, default_top, expected) -> None:
+    top, bottom = RunConfig.from_dict(raw).cycle(default_top)
+    assert top == expected[0]
+    assert bottom == pytest.approx(expected[1]) if expected[1] is not None else bottom is None

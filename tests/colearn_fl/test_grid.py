@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from flwr.app import Message, MessageType, RecordDict
+from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 
 from colearn_fl.grid import ResponsiveGrid
 
@@ -52,3 +52,31 @@ def test_timeout_returns_what_arrived(flower_identity: None) -> None:
     replies = list(ResponsiveGrid(inner, first_poll_s=0.02).send_and_receive(messages(2),
                                                                              timeout=0.3))
     assert [r.metadata.reply_to_message_id for r in replies] == ["m0"]
+
+
+def test_streaming_aggregation_leaves_out_the_reply_after_the_timeout(
+        flower_identity: None) -> None:
+    # Prepare: sites 1 and 2 answer at once with w=[1, 1] and [3, 3], site 3 after 60 s
+    from flwr.serverapp.strategy import FedAvg
+
+    from strategies import CoLearnSchedule
+    from tests.strategies.test_colearn import StaticGrid, model, reply
+
+    class ModelReplies(SlowRepliesGrid):
+        def pull_messages(self, message_ids):
+            elapsed, wanted = time.monotonic() - self.start, set(message_ids)
+            return [Message(reply(0, model([2 * i + 1] * 2, 0)).content, reply_to=m)
+                    for i, m in enumerate(self.sent)
+                    if m.metadata.message_id in wanted and elapsed >= self.delays[i]]
+
+    schedule = CoLearnSchedule(FedAvg())
+    sent = list(schedule.configure_train(1, model([0, 0], 0), ConfigRecord(),
+                                         StaticGrid([1, 2, 3])))
+    grid = ResponsiveGrid(ModelReplies([0.0, 0.0, 60.0]), first_poll_s=0.02)
+    # Execute: the replies stream in until the 0.3 s timeout
+    start = time.monotonic()
+    arrays, _ = schedule.aggregate_train(1, grid.send_and_receive(sent, timeout=0.3))
+    # Assert: the mean of the two punctual sites, within about the timeout
+    assert schedule.streaming and schedule.rounds[1]["sites-averaged"] == 2
+    assert list(arrays["w"].numpy()) == [2.0, 2.0]
+    assert time.monotonic() - start < 1.0

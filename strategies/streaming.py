@@ -1,0 +1,93 @@
+"""Streaming aggregation: fold each reply into a running weighted sum as it arrives.
+
+Flower's ``FedAvg`` keeps every reply of a round in memory before it averages them, so a round
+of ``n`` sites needs ``n`` copies of the model on the server (20 sites of a 466 MB ResNet-152:
+about 10 GB). ``WeightedSum`` needs one float64 copy, whatever ``n``: a reply's arrays and
+metrics are added as ``weight * value`` and the reply can be released.
+
+The strategies whose aggregation is the weighted mean (``MEAN_BASED``: FedAvg and the server
+optimizers that step from it) then receive one reply that carries the mean, weighted by the
+total examples, and compute from it exactly what they compute from the individual replies.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
+from flwr.serverapp.strategy import (
+    FedAdagrad,
+    FedAdam,
+    FedAvg,
+    FedAvgM,
+    FedProx,
+    FedYogi,
+    Strategy,
+)
+
+from strategies.replies import ARRAYS, METRICS
+from strategies.transport import to_numpy
+from strategies.wire import NUM_EXAMPLES
+
+# Strategies whose aggregate_train is the example-weighted mean (then, for the optimizers, a
+# server step from it): exact types only, since subclasses such as FedMedian or FedTrimmedAvg
+# aggregate otherwise and need every reply.
+MEAN_BASED = (FedAvg, FedAvgM, FedProx, FedAdam, FedYogi, FedAdagrad)
+
+
+def is_mean_based(strategy: Strategy) -> bool:
+    """Whether ``strategy`` aggregates by the weighted mean (streaming gives the same)."""
+    return type(strategy) in MEAN_BASED
+
+
+class WeightedSum:
+    """Running ``sum(w_i * x_i)`` and ``sum(w_i)`` over arrays and metrics, in float64."""
+
+    def __init__(self) -> None:
+        self.total = 0.0  # sum of the weights
+        self.count = 0  # replies folded in
+        self._arrays: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._metrics: dict[str, np.ndarray] = {}
+        self._reported: dict[str, int] = {}  # replies that reported each metric
+
+    def add(self, arrays: ArrayRecord, weight: float, metrics: dict[str, float | int]) -> None:
+        """Fold in one reply: its arrays (any floating precision), metrics and weight."""
+        if not weight > 0:
+            raise ValueError(f"weight={weight}: must be > 0")
+        self.total += weight
+        self.count += 1
+        for key, array in arrays.items():
+            term = weight * to_numpy(array).astype(np.float64)
+            if key in self._arrays:
+                self._arrays[key] += term
+            else:
+                self._arrays[key] = term
+        for name, value in metrics.items():
+            term = weight * np.asarray(value, dtype=np.float64)  # a number or a list
+            self._metrics[name] = self._metrics[name] + term if name in self._metrics else term
+            self._reported[name] = self._reported.get(name, 0) + 1
+
+    def mean_arrays(self) -> ArrayRecord:
+        """The weighted mean of every array, in float64 (``restore_dtypes`` casts it back)."""
+        if not self.count:
+            raise ValueError("no reply was added")
+        return ArrayRecord(OrderedDict(
+            (key, Array(np.array(value / self.total, order="C")))
+            for key, value in self._arrays.items()))
+
+    def mean_metrics(self) -> dict[str, float | list[float]]:
+        """The weighted mean of each metric every reply reported (lists element-wise)."""
+        return {name: (value / self.total).tolist() for name, value in self._metrics.items()
+                if self._reported[name] == self.count}
+
+    def partial_metrics(self) -> set[str]:
+        """Metrics that only some replies reported (left out of ``mean_metrics``)."""
+        return {name for name, seen in self._reported.items() if seen != self.count}
+
+    def mean_reply(self) -> RecordDict:
+        """A reply's content holding the mean, weighted by all the examples: a mean-based
+        strategy computes from it what it computes from the replies themselves."""
+        total = int(self.total) if float(self.total).is_integer() else self.total
+        return RecordDict({ARRAYS: self.mean_arrays(),
+                           METRICS: MetricRecord({**self.mean_metrics(), NUM_EXAMPLES: total})})

@@ -1,0 +1,166 @@
+"""Server-side SWA over cycle ends: a running average of the global models at the end of each
+co-learning round (every round ends a cycle at its low LR), and the sites' refresh of its
+normalisation statistics.
+
+Stochastic Weight Averaging (Izmailov et al., UAI 2018, https://arxiv.org/abs/1803.05407)
+averages the weights a cyclical schedule reaches at the bottom of its cycles; the average sits
+in a flatter, better-generalising region than any one of them. Averaging weights does not give
+the running statistics (BatchNorm's ``running_mean`` / ``running_var``) of the averaged model,
+so they are recomputed by a forward pass over training data: here each site computes them over
+its own data and the server pools them (``pool_statistics``); no data leaves a site.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.serverapp import Grid
+
+from strategies.replies import STATISTICS, metrics_of, weight_problem
+from strategies.transport import to_numpy
+from strategies.wire import BN_REFRESH, NUM_EXAMPLES, SERVER_ROUND
+
+MEAN, VAR, COUNT = STATISTICS  # running_mean, running_var, num_batches_tracked
+
+
+class SwaAverage:
+    """The running mean of the global models at the end of rounds ``start``, ``start + 1``...
+
+    Floating arrays are averaged in float64 and handed back in the global model's dtype;
+    integer arrays (BatchNorm's ``num_batches_tracked``) are taken from the newest model, since
+    an average of step counters means nothing.
+
+    Parameters
+    ----------
+    start : int
+        First round whose model enters the average (``swa-start``); 0 turns SWA off.
+    """
+
+    def __init__(self, start: int) -> None:
+        if start < 0:
+            raise ValueError(f"swa-start={start}: must be >= 0 (0 turns SWA off).")
+        self.start = start
+        self.count = 0  # models averaged so far
+        self._mean: dict[str, np.ndarray] = {}  # float64 (floating) or the newest (integer)
+        self._dtypes: dict[str, np.dtype] = {}
+
+    def covers(self, server_round: int) -> bool:
+        """Whether the model of ``server_round`` enters the average."""
+        return self.start > 0 and server_round >= self.start
+
+    def add(self, arrays: ArrayRecord) -> None:
+        """Fold one global model into the average (``mean += (x - mean) / count``)."""
+        self.count += 1
+        for key, array in arrays.items():
+            values = to_numpy(array)
+            self._dtypes[key] = values.dtype
+            if not np.issubdtype(values.dtype, np.inexact) or key not in self._mean:
+                self._mean[key] = values.astype(np.float64) if np.issubdtype(
+                    values.dtype, np.inexact) else values.copy()
+            else:
+                self._mean[key] += (values.astype(np.float64) - self._mean[key]) / self.count
+
+    def arrays(self) -> ArrayRecord | None:
+        """The averaged model in the global model's dtypes, or ``None`` before the first."""
+        if not self.count:
+            return None
+        return ArrayRecord(OrderedDict(
+            (key, Array(np.array(value, dtype=self._dtypes[key], order="C")))
+            for key, value in self._mean.items()))
+
+    def replace(self, statistics: ArrayRecord) -> None:
+        """Overwrite the average's arrays named in ``statistics`` (the refreshed ones)."""
+        for key, array in statistics.items():
+            values = to_numpy(array)
+            self._mean[key] = values.astype(np.float64) if np.issubdtype(
+                values.dtype, np.inexact) else values.copy()
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps so a resumed run continues the same average."""
+        return {"start": self.start, "count": self.count,
+                "mean": {k: v.copy() for k, v in self._mean.items()},
+                "dtypes": {k: str(v) for k, v in self._dtypes.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the average a checkpoint kept (``start`` stays the run config's)."""
+        self.count = int(state["count"])
+        self._mean = {k: np.array(v) for k, v in state["mean"].items()}
+        self._dtypes = {k: np.dtype(v) for k, v in state["dtypes"].items()}
+
+
+def statistics_keys(arrays: ArrayRecord) -> list[str]:
+    """The running statistics of ``arrays`` (BatchNorm-style names), in order."""
+    return [key for key in arrays if key.endswith(STATISTICS)]
+
+
+def pool_statistics(replies: Sequence[tuple[ArrayRecord, float]]) -> ArrayRecord:
+    """Pool per-site normalisation statistics into those of all the sites' data together.
+
+    Each reply holds, per normalisation layer, the mean and the (population) variance of the
+    layer's input over that site's data, and the site's number of examples ``n_i``. With
+    ``N = sum n_i`` the pooled moments are exact (law of total variance)::
+
+        mean = sum(n_i * mean_i) / N
+        var  = sum(n_i * (var_i + mean_i**2)) / N - mean**2
+
+    ``num_batches_tracked`` is the sites' sum. Keys that are not running statistics are
+    ignored.
+    """
+    if not replies:
+        raise ValueError("no statistics to pool")
+    weights = [float(weight) for _, weight in replies]
+    total = sum(weights)
+    pooled: OrderedDict[str, Array] = OrderedDict()
+    for key in statistics_keys(replies[0][0]):
+        values = [to_numpy(record[key]) for record, _ in replies]
+        if key.endswith(MEAN):
+            result = _weighted([v.astype(np.float64) for v in values], weights, total)
+        elif key.endswith(VAR):
+            layer_means = [to_numpy(record[key[: -len(VAR)] + MEAN]).astype(np.float64)
+                           for record, _ in replies]
+            second = _weighted([v.astype(np.float64) + m ** 2
+                                for v, m in zip(values, layer_means, strict=True)],
+                               weights, total)
+            result = np.maximum(second - _weighted(layer_means, weights, total) ** 2, 0.0)
+        else:
+            result = sum(values)
+        pooled[key] = Array(np.array(result, dtype=values[0].dtype, order="C"))
+    return ArrayRecord(pooled)
+
+
+def _weighted(values: list[np.ndarray], weights: list[float], total: float) -> np.ndarray:
+    return sum(w * v for w, v in zip(weights, values, strict=True)) / total
+
+
+def refresh_statistics(grid: Grid, model: ArrayRecord, node_ids: Sequence[int],
+                       server_round: int, timeout: float) -> tuple[ArrayRecord | None, list[str]]:
+    """Ask ``node_ids`` to recompute ``model``'s normalisation statistics over their training
+    data (a forward-only ``query.bn_refresh`` round) and pool their answers.
+
+    Returns the pooled statistics (``None`` when no site answered usably) and, per site that
+    did not, why. A site's answer holds the model's statistics keys and ``num-examples``.
+    """
+    keys = statistics_keys(model)
+    messages = [Message(content=RecordDict({"arrays": model, "config": ConfigRecord(
+        {SERVER_ROUND: server_round})}), message_type=BN_REFRESH, dst_node_id=node)
+        for node in node_ids]
+    usable, problems = [], []
+    for reply in grid.send_and_receive(messages, timeout=timeout):
+        node = reply.metadata.src_node_id
+        if reply.has_error():
+            problems.append(f"node {node}: {reply.error.reason.strip().splitlines()[-1]}")
+            continue
+        records = list(reply.content.array_records.values())
+        problem = weight_problem(reply.content) or (
+            None if len(records) == 1 and sorted(records[0]) == sorted(keys)
+            else f"expected exactly the statistics {keys}")
+        if problem is None:
+            weight = float(metrics_of(reply.content)[NUM_EXAMPLES])
+            usable.append((records[0], weight))
+        else:
+            problems.append(f"node {node}: {problem}")
+    return (pool_statistics(usable) if usable else None), problems
