@@ -86,7 +86,8 @@ def compare(base: dict[str, Any], sites: int, methods: tuple[str, ...], fedavg_l
             results.append(MethodResult("ensemble", out.accuracy, out.wall_s, 0,
                                         out.sample_epochs, sites * model_bytes, curve=out.curve))
         else:
-            run = {**base, **overrides, "run-name": method.replace("@", "-lr")}
+            # compare keeps its own record of what ran (runs/): a run it repeats is replaced
+            run = {**base, **overrides, "run-name": method.replace("@", "-lr"), "overwrite": True}
             pooled = pooled if pooled else _pooled_size(task, base)
             results.append(_federated(method, run, sites, cpus_per_site, pooled))
         if cached is None:

@@ -67,6 +67,7 @@ class RunConfig:
     output_dir: str = "outputs"
     run_name: str = ""  # "" = run-<flower run id>
     resume: bool = False  # continue the run in output-dir/run-name from its checkpoint
+    overwrite: bool = False  # replace a run already in output-dir/run-name
     central_eval: bool = True  # evaluate the global model on the test split every round
     transport_dtype: str = "float32"  # precision of floating arrays on the wire
     dp_noise_multiplier: float = 0.0  # central DP (client-side clipping); 0 = DP off
@@ -158,6 +159,9 @@ class RunConfig:
             raise ConfigError(f"round-timeout={self.round_timeout}: must be a finite number of "
                               "seconds > 0 (how long a round waits for the sites' replies).")
         self._validate_privacy()
+        if self.resume and self.overwrite:
+            raise ConfigError("resume=true and overwrite=true: choose one (continue the run in "
+                              "run-name's folder, or replace it).")
         if self.swa_start > self.num_server_rounds:
             raise ConfigError(f"swa-start={self.swa_start} > num-server-rounds="
                               f"{self.num_server_rounds}: SWA would never start. Use a round "

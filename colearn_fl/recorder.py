@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from logging import INFO
@@ -84,7 +85,12 @@ class RoundRecorder:
         write_history(self.folder, self.history, self.run_config)
         plot_curves(self.folder / CURVES_PNG, self.history, _main_metric(self.history))
         log(INFO, "%s", _round_line(row, self.total_rounds))
+        _stop_if_diverged(row)
         return MetricRecord(central) if central else None
+
+    def finish(self, status: str, reason: str = "") -> None:
+        """Record how the run ended (``completed``, or ``failed`` and why) in history.json."""
+        write_history(self.folder, self.history, self.run_config, status, reason)
 
     def _row(self, server_round: int, central: dict[str, float]) -> Row:
         now = time.monotonic()
@@ -109,6 +115,16 @@ def _stop_if_no_site_trained(record: dict[str, Any], server_round: int) -> None:
             f"round {server_round}: none of the {record['sites-sent']} sites returned a usable "
             f"model, so the run stops here. The sites reported: {reasons or 'see the log'}"
         )
+
+
+def _stop_if_diverged(row: dict[str, Any]) -> None:
+    """A non-finite central loss means training diverged: stop and name the LR."""
+    loss = row.get("central-loss")
+    if isinstance(loss, float) and not math.isfinite(loss):
+        top = row.get("lr-max")
+        raise ColearnError(
+            f"round {row['round']}: the global model's central loss is {loss}: training "
+            f"diverged. Lower lr-max (this round's cycle top: {top}), or use lr-max='auto'.")
 
 
 def _short(reason: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,15 +29,24 @@ def run_folder(config: RunConfig, run_id: int) -> Path:
     return Path(config.output_dir).expanduser().resolve() / (config.run_name or f"run-{run_id}")
 
 
-def write_history(folder: Path, rows: Sequence[Row], run_config: dict[str, Any]) -> None:
-    """Write ``history.json`` (rows + run config) and ``history.csv`` (one line per round).
+RUNNING, COMPLETED, FAILED = "running", "completed", "failed"  # history.json's status
 
-    The CSV holds the scalar columns; lists (e.g. ``site-reports``, what each site did) are in
-    the JSON only.
+
+def write_history(folder: Path, rows: Sequence[Row], run_config: dict[str, Any],
+                  status: str = RUNNING, reason: str = "") -> None:
+    """Write ``history.json`` (status, rows, run config) and ``history.csv`` (one line per
+    round).
+
+    ``status`` is ``running`` while rounds remain, then ``completed`` or ``failed`` (with
+    ``reason``). Non-finite numbers are written as ``null``, so the file is valid JSON for
+    every reader. The CSV holds the scalar columns; lists (e.g. ``site-reports``, what each
+    site did) are in the JSON only.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    payload = {"run-config": run_config, "rounds": list(rows)}
-    (folder / HISTORY_JSON).write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    payload = {"status": status, **({"reason": reason} if reason else {}),
+               "run-config": run_config, "rounds": list(rows)}
+    text = json.dumps(_finite(payload), indent=2, default=float, allow_nan=False)
+    (folder / HISTORY_JSON).write_text(text + "\n")
     columns: list[str] = []
     for row in rows:
         columns += [k for k, v in row.items()
@@ -46,6 +56,23 @@ def write_history(folder: Path, rows: Sequence[Row], run_config: dict[str, Any])
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity (nested in dicts and lists) replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def read_status(folder: Path) -> tuple[str, str]:
+    """The (status, reason) ``history.json`` in ``folder`` records."""
+    payload = json.loads((folder / HISTORY_JSON).read_text())
+    return payload.get("status", ""), payload.get("reason", "")
 
 
 _COLUMN_ORDER = ("round", "local-epochs", "lr-schedule", "lr-max", "lr-min", "train-loss",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from logging import INFO, WARNING
+from logging import ERROR, INFO, WARNING
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -20,7 +21,7 @@ from colearn_fl.dp_strategy import with_privacy
 from colearn_fl.errors import ConfigError
 from colearn_fl.grid import ResponsiveGrid
 from colearn_fl.recorder import RoundRecorder
-from colearn_fl.results import run_folder
+from colearn_fl.results import COMPLETED, FAILED, HISTORY_JSON, run_folder
 from colearn_fl.trainer import make_trainer
 from strategies import CoLearnSchedule, ScheduleError, server_optimizer
 from strategies.lr_range import federated_range_test, wait_for_nodes
@@ -92,6 +93,7 @@ def run_colearning(
         raise ConfigError("resume=true needs run-name: the name of the run folder to continue "
                           "(e.g. --run-config \"resume=true run-name='exp1'\").")
     folder = run_folder(config, context.run_id)
+    _refuse_to_overwrite(folder, config)
     torch.manual_seed(config.seed)  # the same seed, the same initial global model
     module = module_fn(raw)
     done, history, initial, swa = 0, [], module.state_dict(), None
@@ -125,16 +127,38 @@ def run_colearning(
     recorder = RoundRecorder(colearn, module, folder, raw, central, history,
                              config.num_server_rounds)
     log(INFO, "[colearn] results in %s", folder)
-    return strategy.start(
-        grid=ResponsiveGrid(grid),  # flwr 1.41's HttpGrid waits 3 s between reply polls
-        initial_arrays=state_dict_to_arrays(initial),
-        num_rounds=config.num_server_rounds - done,
-        # Bounds each train and evaluate phase: a site that has not replied by then is left
-        # out of that round. A SuperNode that died is reported by the SuperLink sooner (its
-        # heartbeats stop: an error reply within 60 s), so this bounds live but stuck sites.
-        timeout=config.round_timeout,
-        evaluate_fn=recorder,
-    )
+    try:
+        result = strategy.start(
+            grid=ResponsiveGrid(grid),  # flwr 1.41's HttpGrid waits 3 s between reply polls
+            initial_arrays=state_dict_to_arrays(initial),
+            num_rounds=config.num_server_rounds - done,
+            # Bounds each train and evaluate phase: a site that has not replied by then is
+            # left out of that round. A SuperNode that died is reported by the SuperLink
+            # sooner (its heartbeats stop: an error reply within 60 s), so this bounds live
+            # but stuck sites.
+            timeout=config.round_timeout,
+            evaluate_fn=recorder,
+        )
+    except BaseException as error:
+        recorder.finish(FAILED, f"{type(error).__name__}: {error}")
+        log(ERROR, "[colearn] FAILED: %s (history in %s)", error, folder)
+        raise
+    recorder.finish(COMPLETED)
+    log(INFO, "[colearn] completed %d rounds; results in %s", config.num_server_rounds, folder)
+    return result
+
+
+def _refuse_to_overwrite(folder: Path, config: RunConfig) -> None:
+    """A folder that holds a run is continued (resume) or replaced (overwrite), never
+    silently overwritten."""
+    if config.resume or config.overwrite:
+        return
+    held = [name for name in (CHECKPOINT_NAME, HISTORY_JSON) if (folder / name).exists()]
+    if held:
+        raise ConfigError(
+            f"run-name={folder.name!r}: {folder} already holds a run ({', '.join(held)}). "
+            "Set resume=true to continue it, overwrite=true to replace it, or choose another "
+            "run-name.")
 
 
 def module_lr(module: pl.LightningModule) -> float:

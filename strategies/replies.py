@@ -28,6 +28,7 @@ from strategies.wire import (
     LR_MIN,
     LR_SCHEDULE,
     NUM_EXAMPLES,
+    TRAIN_LOSS,
 )
 
 ARRAYS, METRICS = "arrays", "metrics"  # the record names every reply gets before averaging
@@ -55,13 +56,17 @@ def weight_problem(content: RecordDict) -> str | None:
 
 
 def model_problem(content: RecordDict, sent: ArrayRecord | None) -> str | None:
-    """Why a training reply cannot be averaged into the model ``sent``, or ``None``."""
+    """Why a training reply cannot be averaged into the model ``sent``, or ``None``: its
+    weight, a ``train-loss`` that is not finite (the site diverged), or its arrays."""
     if len(content.array_records) != 1:
         return "expected exactly one ArrayRecord (the model)"
     problem = weight_problem(content)
-    if problem is not None or sent is None:
+    if problem is not None:
         return problem
-    return reply_problem(sent, next(iter(content.array_records.values())))
+    loss = metrics_of(content).get(TRAIN_LOSS)
+    if isinstance(loss, float) and not math.isfinite(loss):
+        return f"'{TRAIN_LOSS}' is {loss}: the site's training diverged"
+    return None if sent is None else reply_problem(sent, next(iter(content.array_records.values())))
 
 
 def metrics_of(content: RecordDict) -> dict[str, float | int]:

@@ -1,0 +1,74 @@
+"""Nothing lost, nothing silent: a finished run is never overwritten, and history.json says
+how a run ended, in valid JSON, even when training diverged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from flwr.app import Context
+
+from colearn_fl.errors import ColearnError, ConfigError
+from colearn_fl.results import write_history
+from colearn_fl.simulation import simulate
+from tests.tiny import TinyClassifier, TinyData
+
+
+def site_data(context: Context) -> TinyData:
+    return TinyData(n=64, seed=int(context.node_config["partition-id"]))
+
+
+KWARGS = {"num_sites": 2, "cpus_per_site": 1, "module_fn": lambda cfg: TinyClassifier(),
+          "datamodule_fn": site_data, "central_datamodule_fn": lambda cfg: TinyData()}
+
+
+def strict_json(path: Path) -> dict:
+    """Parse as the strict JSON readers do: NaN and Infinity are errors."""
+    def refuse(word: str) -> None:
+        raise ValueError(f"not JSON: {word}")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_a_finished_run_is_never_overwritten(tmp_path: Path) -> None:
+    # Prepare: a completed 1-round run named "x"
+    run = {"output-dir": str(tmp_path), "run-name": "x", "num-server-rounds": 1,
+           "fraction-evaluate": 0.0}
+    folder = simulate(run, **KWARGS)
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    assert strict_json(folder / "history.json")["status"] == "completed"
+    # Execute: the same run-name again, without resume
+    with pytest.raises(ColearnError, match="run-name='x'.*already holds a run.*resume=true.*"
+                                           "overwrite=true"):
+        simulate(run, **KWARGS)
+    # Assert: not one file changed; overwrite=true replaces the run
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    simulate({**run, "overwrite": True}, **KWARGS)
+    assert strict_json(folder / "history.json")["status"] == "completed"
+
+
+def test_a_diverged_run_fails_naming_lr_max_and_its_history_is_valid_json(
+        tmp_path: Path) -> None:
+    # Execute: an LR of 1e6 makes the weights and the central loss blow up in round 1
+    with pytest.raises(ColearnError, match="central loss is nan: training diverged. Lower "
+                                           "lr-max"):
+        simulate({"output-dir": str(tmp_path), "run-name": "d", "num-server-rounds": 2,
+                  "lr-max": 1e6, "fraction-evaluate": 0.0}, **KWARGS)
+    # Assert: status failed with the reason; NaN written as null
+    history = strict_json(tmp_path / "d" / "history.json")
+    assert history["status"] == "failed" and "diverged" in history["reason"]
+    assert history["rounds"][-1]["central-loss"] is None
+
+
+def test_history_writes_non_finite_numbers_as_null(tmp_path: Path) -> None:
+    rows = [{"round": 1, "train-loss": float("inf"), "site-reports": [{"lr-last": float("nan")}]}]
+    write_history(tmp_path, rows, {}, "failed", "why")
+    history = strict_json(tmp_path / "history.json")
+    assert history["rounds"][0]["train-loss"] is None
+    assert history["rounds"][0]["site-reports"][0]["lr-last"] is None
+    assert (history["status"], history["reason"]) == ("failed", "why")
+
+
+def test_resume_and_overwrite_together_is_one_clear_error() -> None:
+    with pytest.raises(ConfigError, match="resume=true and overwrite=true: choose one"):
+        simulate({"resume": True, "overwrite": True, "run-name": "x"}, **KWARGS)
