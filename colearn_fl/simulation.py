@@ -7,6 +7,7 @@ as a dict (Flower's ``run_simulation`` takes none), for tests, notebooks and the
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -70,6 +71,9 @@ def simulate(
         default_lr = task.default_lr
     server, client = _apps(config, module_fn, datamodule_fn, central_datamodule_fn, mods or [],
                            default_lr)
+    # Ray warns on every start that it will stop overriding CUDA_VISIBLE_DEVICES for actors
+    # without GPUs; opting in to that future behaviour now silences it (sites use no GPU here).
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     run_simulation(
         server_app=server,
         client_app=client,

@@ -7,8 +7,31 @@ checkpoints: the server keeps the model, validation only when asked for).
 
 from __future__ import annotations
 
+import functools
+import logging
+import warnings
+
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import Logger
+
+# Printed by every Trainer a site builds (one per round) and of no use to a site: Lightning's
+# advertisement for its cloud logger, and a deprecation inside Lightning's own pytree code.
+NOISE = ("💡 Tip: For seamless cloud logging",)
+NOISY_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",)
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(NOISE)
+
+
+@functools.cache
+def quiet_lightning() -> None:
+    """Silence ``NOISE`` and ``NOISY_WARNINGS`` in this process (once)."""
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_DropNoise())
+    for message in NOISY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
 
 
 def make_trainer(precision: str, callbacks: list[pl.Callback], epochs: int = 0,
@@ -33,6 +56,7 @@ def make_trainer(precision: str, callbacks: list[pl.Callback], epochs: int = 0,
         Where the Trainer may write files (e.g. the LR finder's temporary checkpoint);
         default: the logger's folder.
     """
+    quiet_lightning()
     save_dir = root_dir or (logger.save_dir if isinstance(logger, Logger) else None)
     return pl.Trainer(
         max_epochs=max(epochs, 1),
