@@ -58,10 +58,11 @@ def client_app(
     -------
     ClientApp
         Train replies carry the full state_dict, ``num-examples`` and ``train-loss``; evaluate
-        replies carry ``num-examples`` and every metric the module logs in validation. Two
-        query actions serve co-learning's extra rounds: ``bn_refresh`` (the SWA model's
-        normalisation statistics over this site's training data) and ``lr_find`` (an LR range
-        test for ``lr-max='auto'``).
+        replies carry ``num-examples`` and every metric the module logs in validation. Three
+        query actions serve co-learning's extra rounds: ``data_check`` (open the data, reply
+        its sizes, before round 1), ``bn_refresh`` (the SWA model's normalisation statistics
+        over this site's training data) and ``lr_find`` (an LR range test for
+        ``lr-max='auto'``).
     """
     app = ClientApp(mods=[*(mods or []), clipping_mod])
     return register_site_functions(app, lambda context: (context, module_fn, datamodule_fn))
@@ -79,7 +80,8 @@ def register_site_functions(app: ClientApp, factories: SiteFactories) -> ClientA
     differ).
     """
     handlers = {"train": train_round, "evaluate": evaluate_round,
-                wire.BN_REFRESH: refresh_round, wire.LR_FIND: lr_find_round}
+                wire.BN_REFRESH: refresh_round, wire.LR_FIND: lr_find_round,
+                wire.DATA_CHECK: data_check_round}
     for message_type, handler in handlers.items():
         category, _, action = message_type.partition(".")
         register = getattr(app, category)(action) if action else getattr(app, category)()
@@ -93,6 +95,22 @@ def _bound(handler: Callable[..., Message], factories: SiteFactories) -> Callabl
 
     function.__name__ = handler.__name__
     return function
+
+
+def data_check_round(
+    msg: Message, context: Context, module_fn: ModuleFn, datamodule_fn: DataModuleFn
+) -> Message:
+    """Open this site's data as a training round would; reply its sizes (an error in the
+    data becomes the reply's error, which stops the run before round 1)."""
+    data = datamodule_fn(context)
+    data.prepare_data()
+    data.setup("fit")
+    sizes = {wire.TRAIN_EXAMPLES: len(data.train_dataloader().dataset)}
+    try:
+        sizes[wire.VAL_EXAMPLES] = len(data.val_dataloader().dataset)
+    except Exception:  # noqa: BLE001 - a module without validation data still trains
+        sizes[wire.VAL_EXAMPLES] = 0
+    return Message(content=RecordDict({"metrics": MetricRecord(sizes)}), reply_to=msg)
 
 
 def refresh_round(

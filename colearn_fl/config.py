@@ -58,6 +58,7 @@ class RunConfig:
     fraction_evaluate: float = 1.0  # fraction of connected sites that evaluate each round
     min_available_nodes: int = 2  # the server waits for this many sites before a round
     round_timeout: float = 3600.0  # seconds the server waits for each phase's replies
+    join_timeout: float = 300.0  # seconds the server waits for min-available-nodes to join
     partitioning: Literal["iid", "dirichlet"] = "iid"  # simulation only
     dirichlet_alpha: float = 0.5
     seed: int = 0
@@ -155,6 +156,10 @@ class RunConfig:
                            ("fraction-evaluate", self.fraction_evaluate)):
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{key}={value}: must be in [0, 1].")
+        if not (math.isfinite(self.join_timeout) and self.join_timeout > 0):
+            raise ConfigError(f"join-timeout={self.join_timeout}: must be a finite number of "
+                              "seconds > 0 (how long the server waits for "
+                              "min-available-nodes sites to connect).")
         if not (math.isfinite(self.round_timeout) and self.round_timeout > 0):
             raise ConfigError(f"round-timeout={self.round_timeout}: must be a finite number of "
                               "seconds > 0 (how long a round waits for the sites' replies).")

@@ -18,6 +18,7 @@ from colearn_fl.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from colearn_fl.errors import ColearnError
 from colearn_fl.results import CURVES_PNG, Row, plot_curves, write_history
 from strategies import CoLearnSchedule
+from strategies.replies import short_reason
 
 CentralEval = Callable[[pl.LightningModule], dict[str, float]]
 
@@ -110,7 +111,7 @@ class RoundRecorder:
 def _stop_if_no_site_trained(record: dict[str, Any], server_round: int) -> None:
     """A first round in which every site failed means a setup error: stop and say why."""
     if record.get("sites-sent") and not record.get("sites-averaged"):
-        reasons = "; ".join(dict.fromkeys(_short(r) for r in record.get("errors", [])))
+        reasons = "; ".join(dict.fromkeys(short_reason(r) for r in record.get("errors", [])))
         raise ColearnError(
             f"round {server_round}: none of the {record['sites-sent']} sites returned a usable "
             f"model, so the run stops here. The sites reported: {reasons or 'see the log'}"
@@ -125,16 +126,6 @@ def _stop_if_diverged(row: dict[str, Any]) -> None:
         raise ColearnError(
             f"round {row['round']}: the global model's central loss is {loss}: training "
             f"diverged. Lower lr-max (this round's cycle top: {top}), or use lr-max='auto'.")
-
-
-def _short(reason: str) -> str:
-    """The site's own error message out of a reply's error reason (which may hold a trace)."""
-    marker = "Message: "
-    text = reason.rsplit(marker, 1)[-1] if marker in reason else reason
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not lines:
-        return reason
-    return (lines[0] if marker in reason else lines[-1]).rstrip("'>")
 
 
 def _main_metric(history: list[Row]) -> str:

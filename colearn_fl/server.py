@@ -18,12 +18,13 @@ from colearn_fl.arrays import state_dict_to_arrays
 from colearn_fl.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from colearn_fl.config import AUTO, LR_FIND_RANGE, RunConfig
 from colearn_fl.dp_strategy import with_privacy
-from colearn_fl.errors import ConfigError
+from colearn_fl.errors import ConfigError, DataError
 from colearn_fl.grid import ResponsiveGrid
 from colearn_fl.recorder import RoundRecorder
 from colearn_fl.results import COMPLETED, FAILED, HISTORY_JSON, run_folder
 from colearn_fl.trainer import make_trainer
 from strategies import CoLearnSchedule, ScheduleError, server_optimizer
+from strategies.data_check import check_site_data
 from strategies.lr_range import federated_range_test, wait_for_nodes
 from tasks.registry import PROJECT_LR
 
@@ -108,16 +109,20 @@ def run_colearning(
     if done >= config.num_server_rounds:
         log(INFO, "[colearn] %s already completed %d rounds: nothing to do", folder, done)
         return None
+    nodes = _joined(grid, config)
+    sizes = _check_data(grid, nodes, config)
     top, bottom = config.cycle(default_lr(raw) if default_lr else module_lr(module))
     found = None
     if top == AUTO:
         found = (history[0].get(LR_RANGE_TEST) if history else None) or _range_test(
-            grid, state_dict_to_arrays(initial), config)
+            grid, state_dict_to_arrays(initial), config, nodes)
         top = float(found["lr-max"])
         bottom = top * config.lr_min_ratio if bottom is None else bottom
     colearn = build_strategy(config.with_cycle(top, bottom), round_offset=done)
-    if found is not None and not history:
-        colearn.rounds[0] = {LR_RANGE_TEST: found, "lr-auto": top}
+    if not history:
+        colearn.rounds[0] = {"site-data": sizes}
+        if found is not None:
+            colearn.rounds[0].update({LR_RANGE_TEST: found, "lr-auto": top})
     if swa is not None and colearn.swa.start:
         colearn.swa.load_state_dict(swa)  # the average continues where the run stopped
     # With DP, Flower's wrapper runs the rounds and calls the schedule's configure/aggregate;
@@ -168,9 +173,35 @@ def module_lr(module: pl.LightningModule) -> float:
     return float(lr) if isinstance(lr, (int, float)) and lr > 0 else PROJECT_LR
 
 
-def _range_test(grid: Grid, model: ArrayRecord, config: RunConfig) -> dict[str, Any]:
+def _joined(grid: Grid, config: RunConfig) -> list[int]:
+    """The connected sites, once ``min-available-nodes`` have joined; an error naming the
+    keys after ``join-timeout`` seconds without them."""
+    nodes = wait_for_nodes(grid, config.min_available_nodes, config.join_timeout)
+    if len(nodes) < config.min_available_nodes:
+        raise ConfigError(
+            f"only {len(nodes)} site(s) connected within join-timeout={config.join_timeout:g} "
+            f"s, fewer than min-available-nodes={config.min_available_nodes}: start more "
+            "SuperNodes (or simulated sites), or lower min-available-nodes.")
+    return nodes
+
+
+def _check_data(grid: Grid, nodes: list[int], config: RunConfig) -> list[dict[str, Any]]:
+    """Every connected site opens its data before round 1; one that cannot stops the run."""
+    try:
+        sizes, notes = check_site_data(ResponsiveGrid(grid), nodes, config.round_timeout)
+    except ScheduleError as error:
+        raise DataError(f"{error}\nNo site trained. Fix the data (docs/data.md) and start "
+                        "the run again.") from None
+    for note in notes:
+        log(WARNING, "[colearn] data check: %s; the site may still train", note)
+    log(INFO, "[colearn] data check: %d site(s), %s training examples", len(sizes),
+        sum(s.get("train-examples") or 0 for s in sizes))
+    return sizes
+
+
+def _range_test(grid: Grid, model: ArrayRecord, config: RunConfig,
+                nodes: list[int]) -> dict[str, Any]:
     """``lr-max='auto'``: the federated LR range test from the initial model."""
-    nodes = wait_for_nodes(grid, config.min_available_nodes, config.round_timeout)
     log(INFO, "[colearn] lr-max='auto': LR range test at %d site(s), %d steps over %g..%g",
         len(nodes), config.lr_find_steps, *LR_FIND_RANGE)
     try:

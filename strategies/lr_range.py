@@ -19,7 +19,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
 from strategies.errors import ScheduleError
-from strategies.replies import metrics_of
+from strategies.replies import metrics_of, short_reason
 from strategies.wire import (
     LR_DIVERGED,
     LR_FIND,
@@ -71,7 +71,7 @@ def federated_range_test(grid: Grid, model: ArrayRecord, nodes: Sequence[int], *
     for reply in grid.send_and_receive(messages, timeout=timeout):
         node = reply.metadata.src_node_id
         if reply.has_error():
-            problems.append(f"node {node}: {reply.error.reason.strip().splitlines()[-1]}")
+            problems.append(f"node {node}: {short_reason(reply.error.reason)}")
             continue
         values = metrics_of(reply.content) if reply.content.metric_records else {}
         if not all(isinstance(values.get(k), (int, float)) and values[k] > 0

@@ -131,3 +131,13 @@ def followed_schedule(sent: dict[str, Any], did: dict[str, Any]) -> bool:
     slack = LR_TOLERANCE * max(top, 1e-12)
     return (abs(did[LR_FIRST] - start) <= slack
             and bottom - slack <= did[LR_LAST] <= top + slack)
+
+
+def short_reason(reason: str) -> str:
+    """The site's own error message out of a reply's error reason (which may hold a trace)."""
+    marker = "Message: "
+    text = reason.rsplit(marker, 1)[-1] if marker in reason else reason
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return reason
+    return (lines[0] if marker in reason else lines[-1]).rstrip("'>")

@@ -20,7 +20,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
-from strategies.replies import STATISTICS, metrics_of, weight_problem
+from strategies.replies import STATISTICS, metrics_of, short_reason, weight_problem
 from strategies.transport import to_numpy
 from strategies.wire import BN_REFRESH, NUM_EXAMPLES, SERVER_ROUND
 
@@ -152,7 +152,7 @@ def refresh_statistics(grid: Grid, model: ArrayRecord, node_ids: Sequence[int],
     for reply in grid.send_and_receive(messages, timeout=timeout):
         node = reply.metadata.src_node_id
         if reply.has_error():
-            problems.append(f"node {node}: {reply.error.reason.strip().splitlines()[-1]}")
+            problems.append(f"node {node}: {short_reason(reply.error.reason)}")
             continue
         records = list(reply.content.array_records.values())
         problem = weight_problem(reply.content) or (

@@ -51,3 +51,8 @@ LR_DIVERGED = "lr-diverged"  # lr_find reply: the lowest LR at which the loss di
 LR_FIND_MIN = "lr-find-min"
 LR_FIND_MAX = "lr-find-max"
 LR_FIND_STEPS = "lr-find-steps"
+# Before round 1 the server asks every connected site to open its data (``query.data_check``);
+# a site replies with its sizes, or with the error its data gave (stops the run at once).
+DATA_CHECK = "query.data_check"
+TRAIN_EXAMPLES = "train-examples"
+VAL_EXAMPLES = "val-examples"

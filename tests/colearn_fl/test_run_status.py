@@ -72,3 +72,40 @@ def test_history_writes_non_finite_numbers_as_null(tmp_path: Path) -> None:
 def test_resume_and_overwrite_together_is_one_clear_error() -> None:
     with pytest.raises(ConfigError, match="resume=true and overwrite=true: choose one"):
         simulate({"resume": True, "overwrite": True, "run-name": "x"}, **KWARGS)
+
+
+def test_bad_data_at_one_site_stops_the_run_before_any_training(tmp_path: Path) -> None:
+    # Prepare: site 1's data cannot be read
+    from colearn_fl.errors import DataError
+
+    def data(context: Context) -> TinyData:
+        if int(context.node_config["partition-id"]) == 1:
+            raise DataError("train.csv has a header and no rows: add rows or fix data-dir")
+        return site_data(context)
+
+    # Execute
+    with pytest.raises(ColearnError, match=r"data check before round 1 failed at 1 of 2 "
+                                           r"site\(s\):\n  node \d+: train.csv has a header"):
+        simulate({"output-dir": str(tmp_path), "run-name": "b"},
+                 **{**KWARGS, "datamodule_fn": data})
+    # Assert: no round trained, so no history was written
+    assert not (tmp_path / "b" / "history.json").exists()
+
+
+def test_site_data_sizes_are_recorded_before_round_1(tmp_path: Path) -> None:
+    folder = simulate({"output-dir": str(tmp_path), "run-name": "s", "num-server-rounds": 1,
+                       "fraction-evaluate": 0.0}, **KWARGS)
+    row = strict_json(folder / "history.json")["rounds"][0]
+    assert [s["train-examples"] for s in row["site-data"]] == [64, 64]
+    assert [s["val-examples"] for s in row["site-data"]] == [32, 32]
+
+
+def test_too_few_sites_stop_after_join_timeout(tmp_path: Path) -> None:
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(ColearnError, match=r"only 2 site\(s\) connected within join-timeout=2 s"
+                                           r", fewer than min-available-nodes=3"):
+        simulate({"output-dir": str(tmp_path), "min-available-nodes": 3, "join-timeout": 2},
+                 **KWARGS)
+    assert time.monotonic() - start < 60  # Ray's start included; never "forever"

@@ -1,0 +1,51 @@
+"""Every site's data opened before any training (Flower only).
+
+Before round 1 the server sends ``query.data_check`` to the connected sites; each opens its
+data as a training round would and replies with its sizes (``train-examples``,
+``val-examples``) or fails with the error its data gave. One failing site stops the run
+within seconds, instead of after a first round of training at the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.serverapp import Grid
+
+from strategies.errors import ScheduleError
+from strategies.replies import metrics_of, short_reason
+from strategies.wire import DATA_CHECK, SERVER_ROUND, TRAIN_EXAMPLES, VAL_EXAMPLES
+
+# How a ClientApp without colearn-fl's query functions answers them.
+UNANSWERED = "No query function registered"
+
+
+def check_site_data(grid: Grid, nodes: Sequence[int],
+                    timeout: float) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each node's data sizes, and notes on the sites that could not say (no answer within
+    ``timeout``, or a stock Flower ClientApp without the query function: they may still
+    train). Raises ``ScheduleError`` with one line per site whose data failed to open."""
+    messages = [Message(content=RecordDict({"config": ConfigRecord({SERVER_ROUND: 0})}),
+                        message_type=DATA_CHECK, dst_node_id=node) for node in nodes]
+    sizes, problems, notes, answered = [], [], [], set()
+    for reply in grid.send_and_receive(messages, timeout=timeout):
+        node = reply.metadata.src_node_id
+        answered.add(node)
+        if reply.has_error():
+            reason = short_reason(reply.error.reason)
+            (notes if UNANSWERED in reason else problems).append(f"node {node}: {reason}")
+            continue
+        values = metrics_of(reply.content) if reply.content.metric_records else {}
+        sizes.append({"node-id": node, TRAIN_EXAMPLES: values.get(TRAIN_EXAMPLES),
+                      VAL_EXAMPLES: values.get(VAL_EXAMPLES)})
+        if not values.get(TRAIN_EXAMPLES):
+            problems.append(f"node {node}: no training examples")
+    notes += [f"node {node}: no answer within {timeout:g} s" for node in nodes
+              if node not in answered]
+    if problems:
+        raise ScheduleError("the data check before round 1 failed at "
+                            f"{len(problems)} of {len(nodes)} site(s):\n  "
+                            + "\n  ".join(sorted(problems)))
+    return sorted(sizes, key=lambda s: s["node-id"]), notes
