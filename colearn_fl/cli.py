@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--name", default="", help="result folder name (default: the partitioning)")
     cmp.set_defaults(handler=_compare)
     _add_deploy(commands)
+    stop = commands.add_parser(
+        "stop-superlink", help="stop the local SuperLink `flwr run` started (and its SuperExec)")
+    stop.add_argument("--flwr-home", type=Path, default=None,
+                      help="its FLWR_HOME (default: $FLWR_HOME, else ~/.flwr)")
+    stop.set_defaults(handler=_stop_superlink)
     demo = commands.add_parser("speech-demo", help="SYNTHETIC Speech Commands folder (espeak-ng)")
     demo.add_argument("--out", type=Path, required=True)
     demo.add_argument("--per-word", type=int, default=100, help="speakers, so clips per word")
@@ -137,6 +142,18 @@ def _compare(args: argparse.Namespace) -> int:
         compare(base, args.sites, methods, args.fedavg_lr, args.cpus_per_site, folder, variants)
         print((folder / "comparison.md").read_text())
     print(f"table, csv and plot in {folder}")
+    return 0
+
+
+def _stop_superlink(args: argparse.Namespace) -> int:
+    import os
+
+    from colearn_fl.processes import stop_flwr_home
+
+    home = args.flwr_home or Path(os.environ.get("FLWR_HOME", Path.home() / ".flwr"))
+    stopped = stop_flwr_home(home.expanduser().resolve())
+    print(f"stopped {len(stopped)} process(es) of the SuperLink under {home}: {stopped}"
+          if stopped else f"no SuperLink started under {home} is running")
     return 0
 
 

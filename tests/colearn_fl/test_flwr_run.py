@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from colearn_fl.processes import pids_mentioning, stop_flwr_home
+from colearn_fl.cli import main
+from colearn_fl.processes import pids_mentioning
 
 REPO = Path(__file__).resolve().parents[2]
 FLWR = Path(sys.executable).with_name("flwr")
@@ -26,7 +27,8 @@ FLWR = Path(sys.executable).with_name("flwr")
 def flwr_home(tmp_path) -> Iterator[Path]:
     home = tmp_path / "flwr-home"
     yield home
-    stop_flwr_home(home)
+    # The README's one precise command: only this FLWR_HOME's SuperLink and SuperExec
+    assert main(["stop-superlink", "--flwr-home", str(home)]) == 0
     deadline = time.monotonic() + 15
     while pids_mentioning(str(home)) and time.monotonic() < deadline:
         time.sleep(0.2)
