@@ -25,7 +25,7 @@ from colearn_fl.nonfederated import ensemble, vanilla
 from colearn_fl.results import read_history
 from colearn_fl.seeds import SeedSummary, summarise, write_summary
 from colearn_fl.simulation import simulate
-from colearn_fl.task_adapter import TaskAdapter
+from colearn_fl.task_adapter import TaskAdapter, describe_unknown, unknown_keys
 from strategies.arrays import count_bytes
 from strategies.server_optimizers import DEFAULT_SERVER_LR, OPTIMIZER_KEYS
 
@@ -58,6 +58,12 @@ def compare(base: dict[str, Any], sites: int, methods: tuple[str, ...], fedavg_l
     variant's run-config overrides. A method whose result is in ``folder/runs/`` from a run
     with the same configuration is read back, not run again.
     """
+    given = {**base, **{k: v for overrides in (variants or {}).values()
+                        for k, v in overrides.items()}}
+    unknown = unknown_keys(given)
+    if unknown:  # compare runs registered tasks only: every key must mean something
+        raise ConfigError(f"--run-config / --variant: {describe_unknown(unknown)}: not a key of "
+                          "colearn-fl or of any task (docs/configuration.md lists them).")
     config = RunConfig.from_dict({**base, "output-dir": str(folder)})
     base = {**base, "output-dir": str(folder), "fraction-train": 1.0, "fraction-evaluate": 0.0}
     total_epochs, task = sum(config.round_epochs()), TaskAdapter.named(config.task)

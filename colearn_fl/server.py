@@ -22,6 +22,7 @@ from colearn_fl.errors import ConfigError, DataError
 from colearn_fl.grid import ResponsiveGrid
 from colearn_fl.recorder import RoundRecorder
 from colearn_fl.results import COMPLETED, FAILED, HISTORY_JSON, run_folder
+from colearn_fl.task_adapter import describe_unknown, unknown_keys
 from colearn_fl.trainer import make_trainer
 from strategies import CoLearnSchedule, ScheduleError, server_optimizer
 from strategies.data_check import check_site_data
@@ -95,6 +96,10 @@ def run_colearning(
                           "(e.g. --run-config \"resume=true run-name='exp1'\").")
     folder = run_folder(config, context.run_id)
     _refuse_to_overwrite(folder, config)
+    unknown = unknown_keys(raw)
+    if unknown:
+        log(WARNING, "[colearn] run-config keys that no colearn-fl part reads: %s; they reach "
+            "your module_fn as they are (a typo changes nothing)", describe_unknown(unknown))
     torch.manual_seed(config.seed)  # the same seed, the same initial global model
     module = module_fn(raw)
     done, history, initial, swa = 0, [], module.state_dict(), None

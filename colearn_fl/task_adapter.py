@@ -12,6 +12,8 @@ config's ``data-dir``.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +23,7 @@ from flwr.app import Context
 
 from colearn_fl.config import RunConfig, parse_section
 from colearn_fl.errors import ConfigError
-from tasks import Task, get_task
+from tasks import Task, get_task, list_tasks
 from tasks.partition import check_num_partitions
 from tasks.registry import PROJECT_LR
 from tasks.shared import Site
@@ -80,6 +82,23 @@ def _node_int(node: Mapping[str, Any], key: str) -> int:
             "num-partitions together, a deployment site sets data-dir instead."
         )
     return int(value)
+
+
+def unknown_keys(run_config: Mapping[str, Any]) -> dict[str, str | None]:
+    """Keys of ``run_config`` that neither colearn-fl nor any registered task defines, each
+    with the closest key that is defined (or ``None``): likely typos, or a user app's own
+    keys."""
+    known = {f.name.replace("_", "-") for f in dataclasses.fields(RunConfig)} - {"extra"}
+    for name in list_tasks():
+        known |= {f.name.replace("_", "-") for f in dataclasses.fields(get_task(name).config)}
+    return {key: next(iter(difflib.get_close_matches(key, sorted(known), n=1)), None)
+            for key in run_config if key not in known}
+
+
+def describe_unknown(unknown: Mapping[str, str | None]) -> str:
+    """``'lr-mx' (did you mean 'lr-max'?), 'mine'``."""
+    return ", ".join(f"{key!r}" + (f" (did you mean {near!r}?)" if near else "")
+                     for key, near in unknown.items())
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,8 @@ def test_variants_and_fedavg_lrs_run_once_and_are_reused(tmp_path, capsys) -> No
         (["--variant", "colearn: lr-min=0.01"], "--variant: ['colearn'] is a method's name"),
         (["--variant", "no-colon"], "--variant 'no-colon': expected NAME: RUN-CONFIG"),
         (["--variant", "bad: lr-max='fast'"], "lr-max='fast': expected a number"),
+        (["--run-config", "lr-mx=0.1"], "'lr-mx' (did you mean 'lr-max'?): not a key"),
+        (["--variant", "s: swa-strat=2"], "'swa-strat' (did you mean 'swa-start'?): not a key"),
     ],
 )
 def test_bad_methods_and_variants_are_one_clear_error(args, message, tmp_path, capsys) -> None:
