@@ -58,6 +58,8 @@ def compare(base: dict[str, Any], sites: int, methods: tuple[str, ...], fedavg_l
     variant's run-config overrides. A method whose result is in ``folder/runs/`` from a run
     with the same configuration is read back, not run again.
     """
+    if sites < 1:
+        raise ConfigError(f"--sites {sites}: a comparison needs at least 1 site (default 4).")
     given = {**base, **{k: v for overrides in (variants or {}).values()
                         for k, v in overrides.items()}}
     unknown = unknown_keys(given)

@@ -96,6 +96,12 @@ def run_colearning(
                           "(e.g. --run-config \"resume=true run-name='exp1'\").")
     folder = run_folder(config, context.run_id)
     _refuse_to_overwrite(folder, config)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"output-dir={config.output_dir!r}: cannot create the run folder "
+                          f"{folder} ({error.strerror}). Point output-dir at a folder this "
+                          "user can write.") from None
     unknown = unknown_keys(raw)
     if unknown:
         log(WARNING, "[colearn] run-config keys that no colearn-fl part reads: %s; they reach "

@@ -113,6 +113,7 @@ def test_variants_and_fedavg_lrs_run_once_and_are_reused(tmp_path, capsys) -> No
         (["--variant", "colearn: lr-min=0.01"], "--variant: ['colearn'] is a method's name"),
         (["--variant", "no-colon"], "--variant 'no-colon': expected NAME: RUN-CONFIG"),
         (["--variant", "bad: lr-max='fast'"], "lr-max='fast': expected a number"),
+        (["--sites", "0"], "--sites 0: a comparison needs at least 1 site"),
         (["--run-config", "lr-mx=0.1"], "'lr-mx' (did you mean 'lr-max'?): not a key"),
         (["--variant", "s: swa-strat=2"], "'swa-strat' (did you mean 'swa-start'?): not a key"),
     ],

@@ -109,3 +109,10 @@ def test_too_few_sites_stop_after_join_timeout(tmp_path: Path) -> None:
         simulate({"output-dir": str(tmp_path), "min-available-nodes": 3, "join-timeout": 2},
                  **KWARGS)
     assert time.monotonic() - start < 60  # Ray's start included; never "forever"
+
+
+def test_an_output_dir_that_cannot_be_created_is_one_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ColearnError, match="output-dir=.*a-file.*cannot create the run folder"):
+        simulate({"output-dir": str(blocker / "out")}, **KWARGS)
