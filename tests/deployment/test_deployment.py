@@ -45,6 +45,27 @@ def test_flwr_run_colearns_across_three_supernodes(federation: Federation) -> No
     assert rows[2]["central-accuracy"] > rows[0]["central-accuracy"]
 
 
+@pytest.mark.slow  # CI runs it on every landing (README: the deployment checks)
+@pytest.mark.timeout(RUN_TIMEOUT + 120)
+def test_central_dp_across_three_supernodes(federation: Federation) -> None:
+    # Execute: one round under central DP (client-side clipping at each real SuperNode, noise
+    # at the server); a tiny noise and a wide clip, so the model still learns
+    out = federation.tmp / "out"
+    run_config = (f"num-server-rounds=1 min-available-nodes={SITES} max-samples=500 "
+                  f"batch-size=32 fraction-evaluate=0.0 output-dir='{out}' run-name='dp' "
+                  "dp-noise-multiplier=0.0001 dp-clipping-norm=1000.0")
+    done = federation.flwr(["run", str(REPO), CONNECTION, "--stream", "--run-config", run_config],
+                           timeout=RUN_TIMEOUT)
+    # Assert: Flower's DP wrapper added its noise to an average of every site's clipped update
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "central DP noise with" in output, output[-3000:]
+    history = json.loads((out / "dp" / "history.json").read_text())
+    assert history["status"] == "completed"
+    assert history["rounds"][1]["sites-averaged"] == SITES
+    assert history["rounds"][1]["central-accuracy"] > history["rounds"][0]["central-accuracy"]
+
+
 @pytest.mark.timeout(120)
 def test_unregistered_supernode_is_refused(federation: Federation) -> None:
     # Prepare: a key pair the SuperLink was never told about

@@ -27,8 +27,8 @@ from colearn_fl.checkpoint import load_checkpoint
 from tasks.image.fashion_mnist import DEFAULT_DATA_DIR, split_available
 from tests.deployment.federation import CONNECTION, SITES, StartFederation, alive, wait_until
 
-# About 5.5 minutes on 2 cores (a dead SuperNode is reported only after Flower's 60 s heartbeat
-# patience): run with `python -m pytest -m slow`, outside the default ~15 minute suite.
+# About 6 minutes on 2 cores (a dead SuperNode is reported only after Flower's 60 s heartbeat
+# patience): outside the default ~15 minute suite; CI runs them on every landing (README).
 pytestmark = [
     pytest.mark.deployment,
     pytest.mark.slow,
@@ -123,7 +123,7 @@ def test_run_survives_a_killed_supernode_and_a_superlink_restart(
     assert not any(alive(pid) for pid in fed.orphans)
 
 
-@pytest.mark.timeout(RUN_TIMEOUT + 120)
+@pytest.mark.timeout(RUN_TIMEOUT + STUCK_TIMEOUT + 120)
 def test_stuck_and_nan_sites_are_left_out_of_the_round(make_federation: StartFederation
                                                        ) -> None:
     # Prepare: with faulty_app.py, site-1's ClientApp never gets its data but stays alive,
@@ -134,8 +134,9 @@ def test_stuck_and_nan_sites_are_left_out_of_the_round(make_federation: StartFed
     config = _run_config(out, "faulty", "num-server-rounds=1 min-available-nodes=3 "
                          f"round-timeout={STUCK_TIMEOUT}")
     # Execute
+    # (the stuck site also leaves the data check before round 1 unanswered: round-timeout)
     done = fed.flwr(["run", str(app), CONNECTION, "--stream", "--run-config", config],
-                    timeout=RUN_TIMEOUT)
+                    timeout=RUN_TIMEOUT + STUCK_TIMEOUT)
     # Assert: the round waited round-timeout for site-1 (a missing reply, not an error
     # reply), dropped site-2's NaN reply with the reason, and averaged site-0 into a model
     # better than the initial one
@@ -146,5 +147,5 @@ def test_stuck_and_nan_sites_are_left_out_of_the_round(make_federation: StartFed
     assert (rows[1]["sites-sent"], rows[1]["sites-failed"], rows[1]["sites-dropped"],
             rows[1]["sites-averaged"]) == (3, 0, 1, 1)
     assert STUCK_TIMEOUT <= rows[1]["round-s"] < STUCK_TIMEOUT + 60
-    assert "holds non-finite values (NaN or Inf)" in output
+    assert "'train-loss' is nan: the site's training diverged" in output
     assert rows[1]["central-accuracy"] > rows[0]["central-accuracy"]
