@@ -143,7 +143,10 @@ def _round_line(row: Row, total_rounds: int) -> str:
     if "local-epochs" in row:
         parts.append(f"epochs {row['local-epochs']}")
         parts.append(f"lr {row['lr-schedule']} {row['lr-max']:.4g}->{row['lr-min']:.4g}")
-    if "train-loss" in row:
+    if "sites-sent" in row:
+        parts.append("sites " + " ".join(f"{row.get(f'sites-{k}', 0)} {k}" for k in
+                                         ("sent", "failed", "dropped", "averaged")))
+    if isinstance(row.get("train-loss"), float):
         parts.append(f"train-loss {row['train-loss']:.4f}")
     parts += [f"{k} {v:.4f}" for k, v in row.items()
               if k.startswith(("central-", "federated-")) and isinstance(v, float)]
