@@ -13,7 +13,6 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 from flwr.supercore import log
-from pytorch_lightning.loggers import CSVLogger
 
 from colearn_fl.arrays import arrays_to_state_dict
 from colearn_fl.bn_refresh import refresh_reply
@@ -26,7 +25,7 @@ from colearn_fl.results import run_folder
 from colearn_fl.round_stats import RoundStats
 from colearn_fl.server_schedule import ServerSchedule
 from colearn_fl.task_adapter import PARTITION_ID
-from colearn_fl.trainer import make_trainer
+from colearn_fl.trainer import make_logger, make_trainer
 from colearn_fl.transport import encode_like
 from strategies import wire
 
@@ -235,11 +234,9 @@ def _trainer(
     epochs: int = 0,
 ) -> pl.Trainer:
     """A Trainer for one round at this site, logging to the run folder's ``sites/``."""
-    logger = CSVLogger(
-        save_dir=run_folder(run, context.run_id) / "sites",
-        name=f"site-{_site(context)}",
-        version=f"round-{server_round}-{'train' if epochs else 'evaluate'}",
-    )
+    logger = make_logger(run.logger, run_folder(run, context.run_id) / "sites",
+                         f"site-{_site(context)}",
+                         f"round-{server_round}-{'train' if epochs else 'evaluate'}")
     return make_trainer(run.precision, callbacks, epochs, logger=logger)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from colearn_fl.errors import ConfigError
+from colearn_fl.trainer import LOGGERS, tensorboard_available
 from strategies.errors import ScheduleError
 from strategies.schedules import local_epochs, validate_epochs, validate_lr_cycle
 from strategies.server_optimizers import check_server_optimizer
@@ -65,6 +66,7 @@ class RunConfig:
     max_samples: int = 0  # 0 = all; else cap on each split's size, for quick runs
     num_workers: int = 0  # DataLoader workers per site
     precision: str = "32-true"  # Lightning Trainer precision at the sites, e.g. bf16-mixed
+    logger: str = "csv"  # Lightning logger of the sites' rounds and the server's history
     output_dir: str = "outputs"
     run_name: str = ""  # "" = run-<flower run id>
     resume: bool = False  # continue the run in output-dir/run-name from its checkpoint
@@ -146,6 +148,10 @@ class RunConfig:
             raise ConfigError(str(error)) from None
         check_partitioning(self.partitioning)
         _one_of("precision", self.precision, PRECISIONS)
+        _one_of("logger", self.logger, LOGGERS)
+        if self.logger == "tensorboard" and not tensorboard_available():
+            raise ConfigError("logger='tensorboard' needs the tensorboard package at the server "
+                              "and every site: pip install tensorboard (or logger='csv').")
         _positive("num-server-rounds", self.num_server_rounds)
         _positive("batch-size", self.batch_size)
         _positive("dirichlet-alpha", self.dirichlet_alpha)

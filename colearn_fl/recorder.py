@@ -15,8 +15,10 @@ from flwr.supercore import log
 
 from colearn_fl.arrays import arrays_to_state_dict
 from colearn_fl.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from colearn_fl.config import RunConfig
 from colearn_fl.errors import ColearnError
 from colearn_fl.results import CURVES_PNG, Row, plot_curves, write_history
+from colearn_fl.trainer import make_logger
 from strategies import CoLearnSchedule
 from strategies.replies import short_reason
 
@@ -62,6 +64,10 @@ class RoundRecorder:
         self.run_config, self.central_eval = run_config, central_eval
         self.history, self.total_rounds = history, total_rounds
         self._elapsed_before = float(history[-1]["elapsed-s"]) if history else 0.0
+        # The same kind of Lightning logger as the sites' (run-config logger), one step a round
+        self.logger = make_logger(RunConfig.from_dict(run_config).logger, folder, "server", "")
+        for row in history:  # resumed: the logger's file starts afresh, with every round
+            self._log(row)
         self._started = time.monotonic()
         self._last = self._started
 
@@ -84,10 +90,17 @@ class RoundRecorder:
                 payload["swa"] = self.strategy.swa.state_dict()
             save_checkpoint(self.folder / CHECKPOINT_NAME, payload)
         write_history(self.folder, self.history, self.run_config)
+        self._log(row)
         plot_curves(self.folder / CURVES_PNG, self.history, _main_metric(self.history))
         log(INFO, "%s", _round_line(row, self.total_rounds))
         _stop_if_diverged(row)
         return MetricRecord(central) if central else None
+
+    def _log(self, row: Row) -> None:
+        self.logger.log_metrics({k: float(v) for k, v in row.items() if k != "round" and
+                                 isinstance(v, (int, float)) and not isinstance(v, bool)},
+                                step=int(row["round"]))
+        self.logger.save()
 
     def finish(self, status: str, reason: str = "") -> None:
         """Record how the run ended (``completed``, or ``failed`` and why) in history.json."""

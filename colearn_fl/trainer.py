@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import warnings
+from pathlib import Path
 
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import Logger
@@ -32,6 +33,26 @@ def quiet_lightning() -> None:
         logging.getLogger(name).addFilter(_DropNoise())
     for message in NOISY_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
+
+
+LOGGERS = ("csv", "tensorboard")  # the ``logger`` key: where sites and server log metrics
+
+
+def tensorboard_available() -> bool:
+    """Whether Lightning's TensorBoardLogger can write here (``tensorboard`` installed)."""
+    import importlib.util
+
+    return any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
+
+
+def make_logger(kind: str, save_dir: str | Path, name: str, version: str) -> Logger:
+    """A Lightning logger of ``kind`` (``LOGGERS``) writing to ``save_dir/name/version``."""
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    if kind == "tensorboard":
+        return TensorBoardLogger(save_dir=str(save_dir), name=name, version=version,
+                                 default_hp_metric=False)
+    return CSVLogger(save_dir=str(save_dir), name=name, version=version)
 
 
 def make_trainer(precision: str, callbacks: list[pl.Callback], epochs: int = 0,

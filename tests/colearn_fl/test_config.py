@@ -45,6 +45,7 @@ def test_parses_kebab_case_and_keeps_unknown_keys() -> None:
         ({"lr-find-steps": 0}, "lr-find-steps=0"),
         ({"swa-start": 4}, "swa-start=4 > num-server-rounds=3: SWA would never start"),
         ({"swa-start": -1}, "swa-start=-1"),
+        ({"logger": "wandb"}, "logger='wandb' is not known; use one of: csv, tensorboard"),
         ({"epochs-schedule": "cubic"}, "epochs-schedule='cubic'"),
         ({"epochs-initial": 0}, "epochs-initial=0"),
         ({"partitioning": "shards"}, "partitioning='shards' is not known; use one of: iid"),
@@ -86,3 +87,10 @@ def test_cycle_resolves_default_and_auto(raw: dict, default_top, expected) -> No
     top, bottom = RunConfig.from_dict(raw).cycle(default_top)
     assert top == expected[0]
     assert bottom == pytest.approx(expected[1]) if expected[1] is not None else bottom is None
+
+
+@pytest.mark.skipif(__import__("colearn_fl.trainer").trainer.tensorboard_available(),
+                    reason="tensorboard is installed here")
+def test_tensorboard_logger_without_the_package_names_the_fix() -> None:
+    with pytest.raises(ConfigError, match="logger='tensorboard' needs the tensorboard package"):
+        RunConfig.from_dict({"logger": "tensorboard"})

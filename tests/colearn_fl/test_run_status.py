@@ -98,6 +98,9 @@ def test_site_data_sizes_are_recorded_before_round_1(tmp_path: Path) -> None:
     row = strict_json(folder / "history.json")["rounds"][0]
     assert [s["train-examples"] for s in row["site-data"]] == [64, 64]
     assert [s["val-examples"] for s in row["site-data"]] == [32, 32]
+    # the server's rounds also go to the run's Lightning logger (logger='csv': metrics.csv)
+    logged = (folder / "server" / "metrics.csv").read_text().splitlines()
+    assert "central-accuracy" in logged[0] and len(logged) == 3  # header, rounds 0 and 1
 
 
 def test_too_few_sites_stop_after_join_timeout(tmp_path: Path) -> None:
