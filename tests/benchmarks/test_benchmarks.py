@@ -46,3 +46,13 @@ def test_model_zoo_table_is_printed() -> None:
     # small-cnn: 0.42 M parameters (docs/results.md), tiny-cnn about a quarter of it
     assert float(rows["small-cnn"]) == pytest.approx(0.42, abs=0.01)
     assert float(rows["tiny-cnn"]) < float(rows["small-cnn"])
+
+
+def test_scale_ratios_are_printed() -> None:
+    out = run("scale.py", "--smoke")
+    rows = re.findall(r"^\| (\d+) \| ([0-9.]+) \| (-?[0-9.]+) \| (-?[0-9.]+) \| (\d+) \|", out,
+                      flags=re.MULTILINE)
+    assert [int(r[0]) for r in rows] == [2, 4]
+    assert float(rows[0][3]) == pytest.approx(1.0)  # the first row is its own reference
+    assert all(int(r[4]) > 100 for r in rows)  # a peak RSS in MB, measured per process
+    assert "framework time slope" in out
