@@ -56,3 +56,10 @@ def test_scale_ratios_are_printed() -> None:
     assert float(rows[0][3]) == pytest.approx(1.0)  # the first row is its own reference
     assert all(int(r[4]) > 100 for r in rows)  # a peak RSS in MB, measured per process
     assert "framework time slope" in out
+
+
+def test_gpu_benchmark_ratio_is_printed_on_cpu() -> None:
+    out = run("gpu.py", "--smoke")
+    ratio = float(re.search(r"throughput ratio \(plugin / plain\): ([0-9.]+)", out).group(1))
+    assert 0.2 < ratio < 5.0  # a ratio, measured; its target applies on a GPU, at full size
+    assert "tiny-cnn, 32-true" in out
