@@ -48,8 +48,8 @@ class RunConfig:
     lr_min_ratio: float = 0.01  # lr-min = lr-max x this when lr-min is "default"
     lr_find_steps: int = 100  # lr-max="auto": steps of each site's LR range test
     lr_gamma: float = 0.5  # exp-range: the cycle's amplitude shrinks by this factor per round
-    epochs_schedule: str = "geometric"  # local epochs over rounds (ILE)
-    epochs_initial: int = 1  # T0: local epochs in round 1
+    epochs_schedule: str = "decaying"  # local epochs over rounds (geometric: the paper's ILE)
+    epochs_initial: int = 4  # T0: local epochs in round 1 (decaying: 4, 2, 1 over 3 rounds)
     epochs_mult: float = 2.0  # geometric: T0 * mult^(round-1)
     epochs_step: int = 1  # linear: T0 + step * (round-1)
     epochs_budget: int = 0  # budget: pooled epochs spread over num-server-rounds

@@ -171,7 +171,7 @@ def site_data(context: Context) -> TinyData:
 
 def run(tmp_path: Path, name: str, **config: float) -> Path:
     return simulate({"output-dir": str(tmp_path), "run-name": name, "num-server-rounds": 1,
-                     "epochs-schedule": "fixed", **config},
+                     "epochs-schedule": "fixed", "epochs-initial": 1, **config},
                     num_sites=2, cpus_per_site=1, module_fn=lambda cfg: TinyClassifier(),
                     datamodule_fn=site_data, central_datamodule_fn=lambda cfg: TinyData())
 

@@ -31,14 +31,14 @@ def test_users_own_module_federates_with_two_lines(tmp_path, monkeypatch) -> Non
     clientapp = colearn_fl.client_app(lambda cfg: TinyClassifier(with_scheduler=True), site_data)
     serverapp = colearn_fl.server_app(lambda cfg: TinyClassifier(),
                                       central_datamodule_fn=lambda cfg: TinyData())
-    # Execute: default run config (3 rounds, geometric epochs 1, 2, 4, cosine cycle)
+    # Execute: default run config (3 rounds, decaying epochs 4, 2, 1, cosine cycle)
     run_simulation(server_app=serverapp, client_app=clientapp, num_supernodes=2,
                    backend_config=BACKEND)
     # Assert
     (folder,) = (tmp_path / "outputs").iterdir()
     rows = history(folder)
     assert [r["round"] for r in rows] == [0, 1, 2, 3]
-    assert [r.get("local-epochs") for r in rows] == [None, 1, 2, 4]
+    assert [r.get("local-epochs") for r in rows] == [None, 4, 2, 1]
     assert all(r["sites-averaged"] == 2 for r in rows[1:])
     assert rows[-1]["central-accuracy"] > 0.85  # the rule is learnable; chance is 0.5
     assert {"federated-accuracy", "train-loss", "bytes-sent", "bytes-received"} <= set(rows[-1])
@@ -48,7 +48,8 @@ def test_users_own_module_federates_with_two_lines(tmp_path, monkeypatch) -> Non
 
 def test_resume_continues_with_the_next_rounds_schedule(tmp_path) -> None:
     # Prepare: a 2-round run
-    common = {"output-dir": str(tmp_path), "run-name": "r", "epochs-schedule": "linear"}
+    common = {"output-dir": str(tmp_path), "run-name": "r", "epochs-schedule": "linear",
+              "epochs-initial": 1}
     kwargs = {"num_sites": 2, "cpus_per_site": 1, "module_fn": lambda cfg: TinyClassifier(),
               "datamodule_fn": site_data, "central_datamodule_fn": lambda cfg: TinyData()}
     simulate({**common, "num-server-rounds": 2}, **kwargs)

@@ -53,7 +53,7 @@ def test_swa_model_gets_the_sites_pooled_statistics(tmp_path) -> None:
 def test_swa_state_survives_resume(tmp_path) -> None:
     # Prepare: 2 rounds with SWA from round 1
     common = {"output-dir": str(tmp_path), "run-name": "r", "swa-start": 1,
-              "epochs-schedule": "fixed", "fraction-evaluate": 0.0}
+              "epochs-schedule": "fixed", "epochs-initial": 1, "fraction-evaluate": 0.0}
     simulate({**common, "num-server-rounds": 2}, **KWARGS)
     assert checkpoint(tmp_path / "r")["swa"]["count"] == 2
     # Execute: resume to 3 rounds

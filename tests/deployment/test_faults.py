@@ -107,7 +107,7 @@ def test_run_survives_a_killed_supernode_and_a_superlink_restart(
                         f"{config} resume=true"], timeout=RUN_TIMEOUT)
     # Assert: round 1 got the SuperLink's "node unavailable" reply for site-2 within its
     # heartbeat bound and averaged the other two; later rounds sample the two connected
-    # sites; every round once, the schedule continued (geometric: 1, 2, 4 local epochs)
+    # sites; every round once, the schedule continued (decaying: 4, 2, 1 local epochs)
     output = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, output[-3000:]
     assert "Node Unavailable" in (fed.tmp / "flwr-run.log").read_text(errors="replace")
@@ -115,7 +115,7 @@ def test_run_survives_a_killed_supernode_and_a_superlink_restart(
     assert done_before == 1 and "after round 1" in output
     rows = _history(out, "r")
     assert [row["round"] for row in rows] == [0, 1, 2, 3]
-    assert [row["local-epochs"] for row in rows[1:]] == [1, 2, 4]
+    assert [row["local-epochs"] for row in rows[1:]] == [4, 2, 1]
     assert [(row["sites-sent"], row["sites-failed"], row["sites-averaged"]) for row in rows[1:]
             ] == [(3, 1, 2), (2, 0, 2), (2, 0, 2)]
     assert load_checkpoint(checkpoint)["round"] == 3

@@ -50,7 +50,7 @@ def test_task_learns_at_its_defaults(task: str, tmp_path: Path) -> None:
     # Prepare: the task's generated data
     write, metric, margin = CASES[task]
     data_dir, prior = write(tmp_path / "data")
-    # Execute: 2 sites, every other key at its default (3 rounds, epochs 1, 2, 4); the image
+    # Execute: 2 sites, every other key at its default (3 rounds, epochs 4, 2, 1); the image
     # task reads 2,000 of the real images (max-samples) to stay quick
     run = {"task": task, "data-dir": str(data_dir) if str(data_dir) != "." else "",
            "output-dir": str(tmp_path), **({"max-samples": 2000} if task == "image" else {})}
