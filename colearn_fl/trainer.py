@@ -27,12 +27,17 @@ class _DropNoise(logging.Filter):
 
 
 @functools.cache
-def quiet_lightning() -> None:
-    """Silence ``NOISE`` and ``NOISY_WARNINGS`` in this process (once)."""
+def _filter_logs() -> None:
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_DropNoise())
+
+
+def quiet_lightning() -> None:
+    """Silence ``NOISE`` (once per process) and ``NOISY_WARNINGS`` (on every call: code that
+    resets the warning filters, e.g. ``warnings.catch_warnings``, drops ours)."""
+    _filter_logs()
     for message in NOISY_WARNINGS:
-        warnings.filterwarnings("ignore", message=message)
+        warnings.filterwarnings("ignore", message=message)  # re-adding moves it to the front
 
 
 LOGGERS = ("csv", "tensorboard")  # the ``logger`` key: where sites and server log metrics

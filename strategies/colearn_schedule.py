@@ -198,14 +198,14 @@ class CoLearnSchedule(Strategy):
         """Drop unusable replies (logged), even out the rest, let the wrapped strategy
         aggregate them, and restore every array's dtype."""
         round_ = server_round + self.round_offset
-        received, failed, dropped, sites, nodes = 0, [], 0, [], []
+        received, failed, dropped, sites, nodes = 0, [], [], [], []
         accepted, metrics, summed = [], [], WeightedSum()
         for msg in replies:  # one at a time: a streaming grid yields them as they arrive
             received += sent_bytes([msg])  # as it came, before it is decoded
             if msg.has_error():
                 failed.append(msg)
-            elif not self._usable(round_, msg, model_problem(msg.content, self._wire)):
-                dropped += 1
+            elif not self._usable(round_, msg, problem := model_problem(msg.content, self._wire)):
+                dropped.append(f"node {msg.metadata.src_node_id}: {problem}")
             else:
                 values = metrics_of(msg.content)
                 sites.append(self._site_report(round_, msg, values))
@@ -231,11 +231,11 @@ class CoLearnSchedule(Strategy):
         self.rounds.setdefault(round_, {}).update({
             "train-metrics": dict(aggregated) if aggregated is not None else {},
             "sites-failed": len(failed),
-            "sites-dropped": dropped,
+            "sites-dropped": len(dropped),
             "sites-averaged": len(nodes) if arrays is not None else 0,
             "sites-following": sum(site["followed"] for site in sites),
             "site-reports": sites,
-            "errors": [m.error.reason for m in failed],
+            "errors": [m.error.reason for m in failed] + dropped,
             "bytes-received": received,
         })
         if arrays is None:

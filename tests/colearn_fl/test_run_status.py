@@ -49,11 +49,13 @@ def test_a_finished_run_is_never_overwritten(tmp_path: Path) -> None:
 
 def test_a_diverged_run_fails_naming_lr_max_and_its_history_is_valid_json(
         tmp_path: Path) -> None:
-    # Execute: an LR of 1e6 makes the weights and the central loss blow up in round 1
+    # Execute: an LR of 1e6 for one epoch blows the averaged weights and the central loss up
+    # in round 1 (the sites' own losses are still finite)
     with pytest.raises(ColearnError, match="central loss is nan: training diverged. Lower "
                                            "lr-max"):
         simulate({"output-dir": str(tmp_path), "run-name": "d", "num-server-rounds": 2,
-                  "lr-max": 1e6, "fraction-evaluate": 0.0}, **KWARGS)
+                  "lr-max": 1e6, "epochs-schedule": "fixed", "epochs-initial": 1,
+                  "fraction-evaluate": 0.0}, **KWARGS)
     # Assert: status failed with the reason; NaN written as null
     history = strict_json(tmp_path / "d" / "history.json")
     assert history["status"] == "failed" and "diverged" in history["reason"]
@@ -119,3 +121,11 @@ def test_an_output_dir_that_cannot_be_created_is_one_clear_error(tmp_path: Path)
     blocker.write_text("not a folder")
     with pytest.raises(ColearnError, match="output-dir=.*a-file.*cannot create the run folder"):
         simulate({"output-dir": str(blocker / "out")}, **KWARGS)
+
+
+def test_sites_whose_training_diverged_stop_the_run_with_their_reason(tmp_path: Path) -> None:
+    # Execute: at an LR of 1e6 for 4 epochs the sites' own training losses become NaN
+    with pytest.raises(ColearnError, match=r"none of the 2 sites returned a usable model.*"
+                                           r"node \d+: .*(training diverged|non-finite)"):
+        simulate({"output-dir": str(tmp_path), "run-name": "n", "num-server-rounds": 1,
+                  "lr-max": 1e6, "fraction-evaluate": 0.0}, **KWARGS)
