@@ -14,7 +14,8 @@ from colearn_fl.cli import main
 def test_compare_runs_all_four_methods_at_equal_budget(tmp_path, capsys) -> None:
     # Execute: 2 sites, 400 images, 1 co-learning round of 1 epoch -> budget 400 sample-epochs
     status = main(["compare", "--sites", "2", "--max-samples", "400", "--rounds", "1",
-                   "--cpus-per-site", "1", "--output-dir", str(tmp_path), "--name", "t"])
+                   "--run-config", "epochs-initial=1", "--cpus-per-site", "1",
+                   "--output-dir", str(tmp_path), "--name", "t"])
     # Assert
     assert status == 0
     folder = tmp_path / "t"

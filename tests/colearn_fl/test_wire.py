@@ -49,9 +49,10 @@ def test_sites_send_only_state_dict_arrays_and_scalar_metrics(tmp_path) -> None:
              num_sites=2, cpus_per_site=1, module_fn=lambda cfg: TinyClassifier(),
              datamodule_fn=site_data, central_datamodule_fn=lambda cfg: TinyData(),
              mods=[reply_recorder(replies_dir)])
-    # Assert: 2 train + 2 evaluate replies, none an error
+    # Assert: 2 data-check, 2 train and 2 evaluate replies, none an error
     replies = [json.loads(p.read_text()) for p in sorted(replies_dir.iterdir())]
-    assert sorted(r["type"] for r in replies) == ["evaluate"] * 2 + ["train"] * 2
+    assert sorted(r["type"] for r in replies) == (
+        ["evaluate"] * 2 + ["query.data_check"] * 2 + ["train"] * 2)
     assert not any(r["error"] for r in replies)
     for reply in replies:
         kinds = sorted(rec["kind"] for rec in reply["records"].values())
@@ -69,6 +70,9 @@ def test_sites_send_only_state_dict_arrays_and_scalar_metrics(tmp_path) -> None:
                                         for k, t in state_dict.items()}
             assert set(metrics["keys"]) == {"num-examples", "train-loss", "epochs-run",
                                             "lr-first", "lr-last"}
+        elif reply["type"] == "query.data_check":  # the site's data sizes, nothing else
+            assert kinds == ["MetricRecord"]
+            assert set(metrics["keys"]) == {"train-examples", "val-examples"}
         else:
             assert kinds == ["MetricRecord"]
             assert set(metrics["keys"]) == {"num-examples", "loss", "accuracy"}
