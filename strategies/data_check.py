@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 
 from strategies.errors import ScheduleError
@@ -35,7 +36,11 @@ def check_site_data(grid: Grid, nodes: Sequence[int],
         answered.add(node)
         if reply.has_error():
             reason = short_reason(reply.error.reason)
-            (notes if UNANSWERED in reason else problems).append(f"node {node}: {reason}")
+            # Only an exception the site's own code raised is about its data; an unreachable
+            # node or a ClientApp without the query function may still train later.
+            about_data = (reply.error.code == ErrorCode.CLIENT_APP_RAISED_EXCEPTION
+                          and UNANSWERED not in reason)
+            (problems if about_data else notes).append(f"node {node}: {reason}")
             continue
         values = metrics_of(reply.content) if reply.content.metric_records else {}
         sizes.append({"node-id": node, TRAIN_EXAMPLES: values.get(TRAIN_EXAMPLES),

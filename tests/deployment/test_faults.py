@@ -91,6 +91,9 @@ def test_run_survives_a_killed_supernode_and_a_superlink_restart(
                          "round-timeout=600.0")
     first = fed.flwr_background(["run", str(REPO), CONNECTION, "--stream", "--run-config",
                                  config], fed.tmp / "flwr-run.log")
+    run_log = fed.tmp / "flwr-run.log"
+    wait_until(lambda: "[colearn] data check:" in run_log.read_text(errors="replace"), first,
+               150, "the data check before round 1")
     wait_until(lambda: fed.app_processes("site-2"), first, 150, "round-1 ClientApp at site-2")
     # Execute 1: site-2 dies mid-round, without a word to the SuperLink
     fed.kill_node("site-2")
