@@ -106,7 +106,7 @@ class CoLearnSchedule(Strategy):
         Fold each training reply into a float64 running weighted sum as it arrives and
         release it (server memory O(model), not O(sites x model)); the wrapped strategy gets
         one reply carrying the mean. Default: on for the mean-based strategies
-        (``strategies.streaming.MEAN_BASED``), off for any other, which gets every reply.
+        (``strategies.server_optimizers.MEAN_BASED``), off for any other, which gets every reply.
     """
 
     # pylint: disable=too-many-arguments
@@ -146,8 +146,8 @@ class CoLearnSchedule(Strategy):
         self.swa, self.phase_timeout = SwaAverage(swa_start), phase_timeout
         self.streaming = is_mean_based(strategy) if streaming is None else streaming
         if self.streaming and not is_mean_based(strategy):
-            raise ValueError(f"streaming=True needs a mean-based strategy (one of "
-                             f"strategies.streaming.MEAN_BASED), not {type(strategy).__name__}")
+            raise ValueError("streaming=True needs a mean-based strategy (one of strategies."
+                             f"server_optimizers.MEAN_BASED), not {type(strategy).__name__}")
         self._grid: Grid | None = None  # the training rounds' grid, for the statistics round
         self.rounds: dict[int, dict[str, Any]] = {}  # what each round sent and received
         self._global: ArrayRecord | None = None  # the round's global model, full precision

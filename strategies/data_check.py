@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.app import ConfigRecord, RecordDict
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 
 from strategies.errors import ScheduleError
-from strategies.replies import metrics_of, short_reason
+from strategies.replies import metrics_of, query_sites
 from strategies.wire import DATA_CHECK, SERVER_ROUND, TRAIN_EXAMPLES, VAL_EXAMPLES
 
 # How a ClientApp without colearn-fl's query functions answers them.
@@ -28,14 +28,11 @@ def check_site_data(grid: Grid, nodes: Sequence[int],
     """Each node's data sizes, and notes on the sites that could not say (no answer within
     ``timeout``, or a stock Flower ClientApp without the query function: they may still
     train). Raises ``ScheduleError`` with one line per site whose data failed to open."""
-    messages = [Message(content=RecordDict({"config": ConfigRecord({SERVER_ROUND: 0})}),
-                        message_type=DATA_CHECK, dst_node_id=node) for node in nodes]
     sizes, problems, notes, answered = [], [], [], set()
-    for reply in grid.send_and_receive(messages, timeout=timeout):
-        node = reply.metadata.src_node_id
+    for node, reply, reason in query_sites(grid, DATA_CHECK, RecordDict(
+            {"config": ConfigRecord({SERVER_ROUND: 0})}), nodes, timeout):
         answered.add(node)
-        if reply.has_error():
-            reason = short_reason(reply.error.reason)
+        if reason is not None:
             # Only an exception the site's own code raised is about its data; an unreachable
             # node or a ClientApp without the query function may still train later.
             about_data = (reply.error.code == ErrorCode.CLIENT_APP_RAISED_EXCEPTION

@@ -15,11 +15,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 from flwr.serverapp import Grid
 
 from strategies.errors import ScheduleError
-from strategies.replies import metrics_of, short_reason
+from strategies.replies import metrics_of, query_sites
 from strategies.wire import (
     LR_DIVERGED,
     LR_FIND,
@@ -65,13 +65,11 @@ def federated_range_test(grid: Grid, model: ArrayRecord, nodes: Sequence[int], *
     """
     config = ConfigRecord({SERVER_ROUND: 0, LR_FIND_MIN: min_lr, LR_FIND_MAX: max_lr,
                            LR_FIND_STEPS: steps})
-    messages = [Message(content=RecordDict({"arrays": model, "config": config}),
-                        message_type=LR_FIND, dst_node_id=node) for node in nodes]
     sites, problems = [], []
-    for reply in grid.send_and_receive(messages, timeout=timeout):
-        node = reply.metadata.src_node_id
-        if reply.has_error():
-            problems.append(f"node {node}: {short_reason(reply.error.reason)}")
+    for node, reply, error in query_sites(grid, LR_FIND, RecordDict(
+            {"arrays": model, "config": config}), nodes, timeout):
+        if error is not None:
+            problems.append(f"node {node}: {error}")
             continue
         values = metrics_of(reply.content) if reply.content.metric_records else {}
         if not all(isinstance(values.get(k), (int, float)) and values[k] > 0
@@ -83,7 +81,7 @@ def federated_range_test(grid: Grid, model: ArrayRecord, nodes: Sequence[int], *
                       NUM_EXAMPLES: values.get(NUM_EXAMPLES, 0)})
     if not sites:
         raise ScheduleError(
-            f"lr-max='auto': none of the {len(messages)} site(s) completed the LR range test "
+            f"lr-max='auto': none of the {len(nodes)} site(s) completed the LR range test "
             f"({'; '.join(problems) or 'no replies before round-timeout'}). Set lr-max to a "
             "number, or fix the sites.")
     return {**aggregate_suggestions(sites), "sites": sites, "problems": problems}

@@ -10,10 +10,11 @@ every accepted reply shares are averaged.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp import Grid
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
 from strategies.arrays import count_bytes, reply_problem
@@ -141,3 +142,14 @@ def short_reason(reason: str) -> str:
     if not lines:
         return reason
     return (lines[0] if marker in reason else lines[-1]).rstrip("'>")
+
+
+def query_sites(grid: Grid, message_type: str, content: RecordDict, nodes: Sequence[int],
+                timeout: float) -> Iterator[tuple[int, Message, str | None]]:
+    """Send ``content`` as a ``message_type`` message to each of ``nodes``; yield each reply as
+    it comes with its sender and, for an error reply, the site's own reason."""
+    messages = [Message(content=content, message_type=message_type, dst_node_id=node)
+                for node in nodes]
+    for reply in grid.send_and_receive(messages, timeout=timeout):
+        reason = short_reason(reply.error.reason) if reply.has_error() else None
+        yield reply.metadata.src_node_id, reply, reason

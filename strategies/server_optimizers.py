@@ -26,6 +26,9 @@ from flwr.supercore import log
 from strategies.errors import ScheduleError
 
 ADAPTIVE = {"fedadam": FedAdam, "fedyogi": FedYogi, "fedadagrad": FedAdagrad}
+# Every server optimizer aggregates by the example-weighted mean (then, for the optimizers, a
+# server step from it). Exact types: subclasses such as FedMedian aggregate otherwise.
+MEAN_BASED = (FedAvg, FedAvgM, FedProx, *ADAPTIVE.values())
 SERVER_OPTIMIZERS = ("fedavg", "fedavgm", "fedprox", *ADAPTIVE)
 DEFAULT_SERVER_LR = {"fedavgm": 1.0, "fedadam": 0.1, "fedyogi": 0.1, "fedadagrad": 0.1}
 # The run-config keys each optimizer reads, and their defaults (a key that differs from its

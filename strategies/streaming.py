@@ -5,9 +5,10 @@ of ``n`` sites needs ``n`` copies of the model on the server (20 sites of a 466 
 about 10 GB). ``WeightedSum`` needs one float64 copy, whatever ``n``: a reply's arrays and
 metrics are added as ``weight * value`` and the reply can be released.
 
-The strategies whose aggregation is the weighted mean (``MEAN_BASED``: FedAvg and the server
-optimizers that step from it) then receive one reply that carries the mean, weighted by the
-total examples, and compute from it exactly what they compute from the individual replies.
+The strategies whose aggregation is the weighted mean (``server_optimizers.MEAN_BASED``:
+FedAvg and the server optimizers that step from it) then receive one reply that carries the
+mean, weighted by the total examples, and compute from it exactly what they compute from the
+individual replies.
 """
 
 from __future__ import annotations
@@ -16,24 +17,12 @@ from collections import OrderedDict
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
-from flwr.serverapp.strategy import (
-    FedAdagrad,
-    FedAdam,
-    FedAvg,
-    FedAvgM,
-    FedProx,
-    FedYogi,
-    Strategy,
-)
+from flwr.serverapp.strategy import Strategy
 
 from strategies.replies import ARRAYS, METRICS
+from strategies.server_optimizers import MEAN_BASED
 from strategies.transport import to_numpy
 from strategies.wire import NUM_EXAMPLES
-
-# Strategies whose aggregate_train is the example-weighted mean (then, for the optimizers, a
-# server step from it): exact types only, since subclasses such as FedMedian or FedTrimmedAvg
-# aggregate otherwise and need every reply.
-MEAN_BASED = (FedAvg, FedAvgM, FedProx, FedAdam, FedYogi, FedAdagrad)
 
 
 def is_mean_based(strategy: Strategy) -> bool:

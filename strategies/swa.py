@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 from flwr.serverapp import Grid
 
-from strategies.replies import STATISTICS, metrics_of, short_reason, weight_problem
+from strategies.replies import STATISTICS, metrics_of, query_sites, weight_problem
 from strategies.transport import to_numpy
 from strategies.wire import BN_REFRESH, NUM_EXAMPLES, SERVER_ROUND
 
@@ -145,14 +145,11 @@ def refresh_statistics(grid: Grid, model: ArrayRecord, node_ids: Sequence[int],
     did not, why. A site's answer holds the model's statistics keys and ``num-examples``.
     """
     keys = statistics_keys(model)
-    messages = [Message(content=RecordDict({"arrays": model, "config": ConfigRecord(
-        {SERVER_ROUND: server_round})}), message_type=BN_REFRESH, dst_node_id=node)
-        for node in node_ids]
+    content = RecordDict({"arrays": model, "config": ConfigRecord({SERVER_ROUND: server_round})})
     usable, problems = [], []
-    for reply in grid.send_and_receive(messages, timeout=timeout):
-        node = reply.metadata.src_node_id
-        if reply.has_error():
-            problems.append(f"node {node}: {short_reason(reply.error.reason)}")
+    for node, reply, error in query_sites(grid, BN_REFRESH, content, node_ids, timeout):
+        if error is not None:
+            problems.append(f"node {node}: {error}")
             continue
         records = list(reply.content.array_records.values())
         problem = weight_problem(reply.content) or (
