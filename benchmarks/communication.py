@@ -13,10 +13,10 @@ column shows what the precision costs on the same data, rounds and seed.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
+from colearn_fl.results import read_history
 from colearn_fl.simulation import simulate
 from strategies.transport import TRANSPORT_DTYPES
 
@@ -26,7 +26,7 @@ def measure(dtype: str, sites: int, samples: int, rounds: int, tmp: str) -> dict
     folder = simulate({"transport-dtype": dtype, "max-samples": samples, "output-dir": tmp,
                        "num-server-rounds": rounds, "fraction-evaluate": 0.0,
                        "run-name": dtype}, num_sites=sites, cpus_per_site=1)
-    rows = json.loads((Path(folder) / "history.json").read_text())["rounds"][1:]
+    rows = read_history(Path(folder))[1:]
     per_site_round = [(r["bytes-sent"] + r["bytes-received"]) / r["sites-sent"] for r in rows]
     return {"model-bytes": rows[0]["model-bytes"],
             "ratio": sum(per_site_round) / len(rows) / rows[0]["model-bytes"],

@@ -13,7 +13,6 @@ this script, so the ratio compares like with like on this machine.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 
 from colearn_fl.config import RunConfig
+from colearn_fl.results import read_history
 from colearn_fl.server import central_evaluator
 from colearn_fl.server_schedule import ServerSchedule
 from colearn_fl.simulation import simulate
@@ -86,10 +86,12 @@ def main() -> None:
             run_config.update({"max-samples": 600, "num-server-rounds": 1})
         local = local_colearning(run_config, sites)
         start = time.monotonic()
-        folder = simulate({**run_config, "run-name": "federated"}, num_sites=sites,
-                          cpus_per_site=2 if not args.smoke else 1)
+        # One site at a time on as many threads as the local side: the same compute
+        threads = torch.get_num_threads()
+        folder = simulate({**run_config, "run-name": "federated", "site-threads": threads},
+                          num_sites=sites, cpus_per_site=threads)
         federated = time.monotonic() - start
-        rows = json.loads((Path(folder) / "history.json").read_text())["rounds"]
+        rows = read_history(Path(folder))
     strategy = rows[-1]["elapsed-s"]
     print(f"sites {sites}, rounds {len(rows) - 1}, torch threads {torch.get_num_threads()}")
     print(f"local (no Flower)        : {local:8.1f} s")

@@ -11,8 +11,13 @@ where parallel sites = min(sites, 2 cores / CPUs per site). The server's peak RS
 driver process's (the ServerApp, its grid and the simulation's in-memory link state). Both are
 printed as ratios to the smallest site count measured in the same run.
 
+Runs stream (``deterministic=false``: each reply is folded into the running sum as it
+arrives, server memory O(model)); ``--deterministic`` measures the default instead, which
+holds a round's replies to sum them in a canonical order (memory O(sites x model)).
+
     python benchmarks/scale.py                 # tiny-cnn at 4, 16, 64, 128 sites
     python benchmarks/scale.py --mid           # vgg-19-bn (80 MB) at 4, 16, 32 sites
+    python benchmarks/scale.py --mid --deterministic   # the same, replies held per round
     python benchmarks/scale.py --smoke         # 2 and 4 sites, for the test suite
 """
 
@@ -42,16 +47,18 @@ def timed(msg, context, call_next):  # a Flower client mod
     return reply
 
 
-def one(sites: int, model: str, cpus: float, out: str) -> dict[str, float]:
+def one(sites: int, model: str, cpus: float, out: str,
+        deterministic: bool = False) -> dict[str, float]:
     """One configuration, in this process: per-round figures and this process's peak RSS."""
+    from colearn_fl.results import read_history
     from colearn_fl.simulation import simulate
 
     folder = simulate({"model": model, "max-samples": 64 * sites, "batch-size": 64,
                        "num-server-rounds": ROUNDS, "epochs-schedule": "fixed",
                        "fraction-evaluate": 0.0, "central-eval": False, "output-dir": out,
-                       "run-name": f"{model}-{sites}"},
+                       "run-name": f"{model}-{sites}", "deterministic": deterministic},
                       num_sites=sites, cpus_per_site=cpus, mods=[timed])
-    rows = json.loads((folder / "history.json").read_text())["rounds"][1:]
+    rows = read_history(folder)[1:]
     parallel = min(sites, max(1, int(CORES / cpus)))
     # train-metrics are example-weighted means; every site holds 64 images, so mean x sites
     framework = [r["round-s"] - r["site-call-s"] * sites / parallel for r in rows]
@@ -61,12 +68,12 @@ def one(sites: int, model: str, cpus: float, out: str) -> dict[str, float]:
             "peak-rss-mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def measure(sites: int, model: str, cpus: float) -> dict[str, float]:
+def measure(sites: int, model: str, cpus: float, deterministic: bool) -> dict[str, float]:
     """``one`` in a fresh interpreter."""
     with tempfile.TemporaryDirectory() as out:
         code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
                 f"from scale import one; print('RESULT', json.dumps(one({sites}, {model!r}, "
-                f"{cpus}, {out!r})))")
+                f"{cpus}, {out!r}, {deterministic})))")
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               timeout=3600, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                               cwd=Path(__file__).parents[1])
@@ -80,6 +87,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--mid", action="store_true", help="vgg-19-bn at 4, 16, 32 sites")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="hold each round's replies and sum them in a canonical order")
     args = parser.parse_args()
     if args.smoke:
         model, counts, cpus = "tiny-cnn", (2, 4), 1.0
@@ -87,10 +96,11 @@ def main() -> None:
         model, counts, cpus = "vgg-19-bn", (4, 16, 32), 0.5
     else:
         model, counts, cpus = "tiny-cnn", (4, 16, 64, 128), 0.25
-    results = [measure(n, model, cpus) for n in counts]
+    results = [measure(n, model, cpus, args.deterministic) for n in counts]
     base = results[0]
     print(f"model {model} ({base['model-mb']:.1f} MB), {ROUNDS} rounds, one batch of 64 per "
-          f"site, {cpus:g} CPU per site on {CORES} cores")
+          f"site, {cpus:g} CPU per site on {CORES} cores, deterministic="
+          f"{str(args.deterministic).lower()}")
     print("| sites | round (s) | framework (s) | framework / first | peak RSS (MB) | "
           "RSS - first (MB) | (RSS - first) / model |")
     print("|---|---|---|---|---|---|---|")

@@ -15,7 +15,9 @@ from colearn_fl.client import DataModuleFn, ModuleFn, register_site_functions
 from colearn_fl.dp_mod import clipping_mod
 from colearn_fl.server import run_colearning
 from colearn_fl.task_adapter import TaskAdapter
+from colearn_fl.trainer import quiet_ray
 
+quiet_ray()  # flwr run loads this module before it starts Ray
 client = ClientApp(mods=[clipping_mod])  # central DP clipping when dp-noise-multiplier > 0
 server = ServerApp()
 

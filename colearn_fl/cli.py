@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--variant", action="append", default=[], metavar="NAME:RUN-CONFIG",
                      help="a co-learning variant, e.g. \"lr-min-0.01: lr-min=0.01\" "
                           "(repeatable; each is added to --methods)")
-    cmp.add_argument("--cpus-per-site", type=float, default=2.0)
+    cmp.add_argument("--cpus-per-site", type=float, default=1.0)
     cmp.add_argument("--run-config", default="",
                      help="more run-config overrides, as for flwr run: \"lr-max=0.1 ...\"")
     cmp.add_argument("--output-dir", type=Path, default=Path("outputs/compare"))

@@ -215,7 +215,9 @@ def evaluate_round(
 
 
 def _load(module_fn: ModuleFn, context: Context, arrays: ArrayRecord) -> pl.LightningModule:
-    """The user's module with the global weights loaded (every key must match)."""
+    """The user's module with the global weights loaded (every key must match), on this
+    site's torch threads."""
+    _use_threads(context)
     module = module_fn(dict(context.run_config))
     try:
         module.load_state_dict(arrays_to_state_dict(arrays), strict=True)
@@ -238,6 +240,20 @@ def _trainer(
                          f"site-{_site(context)}",
                          f"round-{server_round}-{'train' if epochs else 'evaluate'}")
     return make_trainer(run.precision, callbacks, epochs, logger=logger)
+
+
+def _use_threads(context: Context) -> None:
+    """Train and evaluate on ``site-threads`` torch threads; 0 = one thread at a simulated
+    site (its node config holds a partition-id), torch's default at a deployed one.
+
+    CPU kernels split their sums differently over a different number of threads, so the
+    thread count changes a site's model in its last bits. Ray would give a simulated site
+    ``client-resources-num-cpus`` threads: fixing it keeps a simulation's results the same
+    however many sites train at once."""
+    wanted = RunConfig.from_dict(context.run_config).site_threads or (
+        1 if PARTITION_ID in context.node_config else 0)
+    if wanted and torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
 
 
 def _site(context: Context) -> int:

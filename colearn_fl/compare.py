@@ -24,6 +24,7 @@ from colearn_fl.errors import ConfigError
 from colearn_fl.nonfederated import ensemble, vanilla
 from colearn_fl.results import read_history
 from colearn_fl.seeds import SeedSummary, summarise, write_summary
+from colearn_fl.server import check_data_dir
 from colearn_fl.simulation import simulate
 from colearn_fl.task_adapter import TaskAdapter, describe_unknown, unknown_keys
 from strategies.arrays import count_bytes
@@ -77,6 +78,12 @@ def compare(base: dict[str, Any], sites: int, methods: tuple[str, ...], fedavg_l
                           "or run the federated methods with flwr run and compare history.json.")
     for overrides in runs.values():  # every configuration is valid before anything runs
         RunConfig.from_dict({**base, **(overrides or {})})
+    check_data_dir(config)
+    if task.central_datamodule_fn(base) is None:  # every method is scored on the test split
+        raise ConfigError(f"colearn compare scores every method on the test split of data-dir="
+                          f"{config.data_dir!r} (task={config.task!r}), and there is none there. "
+                          "Point --run-config \"data-dir='...'\" at the task's data (docs/data.md "
+                          "says where to get it).")
     results, pooled = [], 0
     for method, overrides in runs.items():
         key = {"method": method, "sites": sites, "budget-epochs": total_epochs,

@@ -65,6 +65,8 @@ class RunConfig:
     seed: int = 0
     max_samples: int = 0  # 0 = all; else cap on each split's size, for quick runs
     num_workers: int = 0  # DataLoader workers per site
+    site_threads: int = 0  # torch threads per site; 0 = 1 in simulation, torch's default else
+    deterministic: bool = True  # average replies in a canonical order (same seed, same run)
     precision: str = "32-true"  # Lightning Trainer precision at the sites, e.g. bf16-mixed
     logger: str = "csv"  # Lightning logger of the sites' rounds and the server's history
     output_dir: str = "outputs"
@@ -177,10 +179,13 @@ class RunConfig:
             raise ConfigError(f"swa-start={self.swa_start} > num-server-rounds="
                               f"{self.num_server_rounds}: SWA would never start. Use a round "
                               "<= num-server-rounds, or 0 to turn SWA off.")
-        for key, value in (("max-samples", self.max_samples), ("num-workers", self.num_workers),
-                           ("seed", self.seed), ("swa-start", self.swa_start)):
+        for key, value, zero in (
+                ("max-samples", self.max_samples, "0 = every sample"),
+                ("num-workers", self.num_workers, "0 = load in the site's own process"),
+                ("seed", self.seed, "any integer >= 0"), ("swa-start", self.swa_start, "0 = off"),
+                ("site-threads", self.site_threads, "0 = automatic")):
             if value < 0:
-                raise ConfigError(f"{key}={value}: must be >= 0 (0 means all / none).")
+                raise ConfigError(f"{key}={value}: must be >= 0 ({zero}).")
 
     def _validate_privacy(self) -> None:
         if not (math.isfinite(self.dp_noise_multiplier) and self.dp_noise_multiplier >= 0):

@@ -1,8 +1,13 @@
-"""Round history -> ``history.json`` + ``history.csv``, and ``curves.png``.
+"""Round history -> ``history.json`` + ``history.csv`` + ``run-log.json``, and ``curves.png``.
 
 A history is a list of flat rows, one per round (round 0 is the initial model's central
 evaluation). Keys are kebab-case; metric keys are prefixed ``federated-`` (the sites' weighted
 average) or ``central-`` (the server's test split).
+
+``history.json`` and ``history.csv`` hold what the seed and the run config determine, so a
+rerun writes the same bytes (see ``deterministic``). What differs from run to run even when
+the results do not (wall times ``RUN_DEPENDENT``, the sites' error texts, Flower's node ids,
+which it draws at random) is in ``run-log.json``, which holds the full rows.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from strategies.schedules import lr_at
 
 HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
+RUN_LOG_JSON = "run-log.json"
+RUN_DEPENDENT = ("round-s", "elapsed-s", "errors")  # row keys kept out of history.json
+NODE_ID = "node-id"  # Flower's id of a site's node: random per simulation
 CURVES_PNG = "curves.png"
 
 Row = dict[str, Any]
@@ -34,8 +42,8 @@ RUNNING, COMPLETED, FAILED = "running", "completed", "failed"  # history.json's 
 
 def write_history(folder: Path, rows: Sequence[Row], run_config: dict[str, Any],
                   status: str = RUNNING, reason: str = "") -> None:
-    """Write ``history.json`` (status, rows, run config) and ``history.csv`` (one line per
-    round).
+    """Write ``history.json`` (status, rows, run config), ``history.csv`` (one line per
+    round) and ``run-log.json`` (the same with the run-dependent facts: ``reproducible``).
 
     ``status`` is ``running`` while rounds remain, then ``completed`` or ``failed`` (with
     ``reason``). Non-finite numbers are written as ``null``, so the file is valid JSON for
@@ -43,10 +51,10 @@ def write_history(folder: Path, rows: Sequence[Row], run_config: dict[str, Any],
     site did) are in the JSON only.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    payload = {"status": status, **({"reason": reason} if reason else {}),
-               "run-config": run_config, "rounds": list(rows)}
-    text = json.dumps(_finite(payload), indent=2, default=float, allow_nan=False)
-    (folder / HISTORY_JSON).write_text(text + "\n")
+    head = {"status": status, **({"reason": reason} if reason else {}), "run-config": run_config}
+    _write_json(folder / RUN_LOG_JSON, {**head, "rounds": list(rows)})
+    rows = [reproducible(row) for row in rows]
+    _write_json(folder / HISTORY_JSON, {**head, "rounds": rows})
     columns: list[str] = []
     for row in rows:
         columns += [k for k, v in row.items()
@@ -56,6 +64,25 @@ def write_history(folder: Path, rows: Sequence[Row], run_config: dict[str, Any],
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+
+
+def reproducible(row: Row) -> Row:
+    """``row`` without what changes from run to run when the results do not: the
+    ``RUN_DEPENDENT`` keys and every ``node-id`` in its lists of site records."""
+    return {k: _without_node_ids(v) for k, v in row.items() if k not in RUN_DEPENDENT}
+
+
+def _without_node_ids(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_node_ids(v) for k, v in value.items() if k != NODE_ID}
+    if isinstance(value, list):
+        return [_without_node_ids(v) for v in value]
+    return value
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    text = json.dumps(_finite(payload), indent=2, default=float, allow_nan=False)
+    path.write_text(text + "\n")
 
 
 def _finite(value: Any) -> Any:
@@ -76,12 +103,11 @@ def read_status(folder: Path) -> tuple[str, str]:
 
 
 _COLUMN_ORDER = ("round", "local-epochs", "lr-schedule", "lr-max", "lr-min", "train-loss",
-                 "federated-", "central-", "sites-", "model-bytes", "bytes-", "round-s",
-                 "elapsed-s")
+                 "federated-", "central-", "sites-", "model-bytes", "bytes-")
 
 
 def _column_rank(column: str) -> int:
-    """CSV columns: round and schedule, losses, metrics, sites, bytes, times; others last."""
+    """CSV columns: round and schedule, losses, metrics, sites, bytes; others last."""
     for rank, prefix in enumerate(_COLUMN_ORDER):
         if column == prefix or (prefix.endswith("-") and column.startswith(prefix)):
             return rank
@@ -89,8 +115,11 @@ def _column_rank(column: str) -> int:
 
 
 def read_history(folder: Path) -> list[Row]:
-    """The rows of ``history.json`` in ``folder``."""
-    return list(json.loads((folder / HISTORY_JSON).read_text())["rounds"])
+    """The full rows of the run in ``folder`` (``run-log.json``: with wall times, errors and
+    node ids; ``history.json`` when a run left no log)."""
+    path = folder / RUN_LOG_JSON
+    return list(json.loads((path if path.exists() else folder / HISTORY_JSON).read_text())
+                ["rounds"])
 
 
 def plot_curves(path: Path, rows: Sequence[Row], metric: str) -> None:

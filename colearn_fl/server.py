@@ -9,7 +9,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from flwr.app import ArrayRecord, Context
+from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Result
 from flwr.supercore import log
@@ -19,6 +19,7 @@ from colearn_fl.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from colearn_fl.config import AUTO, LR_FIND_RANGE, RunConfig
 from colearn_fl.dp_strategy import with_privacy
 from colearn_fl.errors import ConfigError, DataError
+from colearn_fl.failure_line import LOGGED, one_line_failures
 from colearn_fl.grid import ResponsiveGrid
 from colearn_fl.recorder import RoundRecorder
 from colearn_fl.results import COMPLETED, FAILED, HISTORY_JSON, run_folder
@@ -77,6 +78,18 @@ def server_app(
     return app
 
 
+def check_data_dir(config: RunConfig) -> None:
+    """Raise ``ConfigError`` when the run config's ``data-dir`` names a path that does not
+    exist here: the server would otherwise build the model for the task's default data."""
+    if config.data_dir and not Path(config.data_dir).expanduser().exists():
+        raise ConfigError(
+            f"data-dir={config.data_dir!r} does not exist on the server, which reads it for "
+            "the model's input shape and its central test split. Point data-dir at the "
+            "server's copy of the data, or leave it empty (the task's default location; with "
+            "no data there, set the task's shape keys, e.g. dataset='cifar10', and "
+            "central-eval=false). Sites in a deployment read their own node-config data-dir.")
+
+
 def run_colearning(
     grid: Grid, context: Context, module_fn: ModuleFn,
     central_datamodule_fn: CentralDataFn | None = None,
@@ -89,8 +102,10 @@ def run_colearning(
     ``PROJECT_LR``. With ``'auto'`` the federated LR range test runs before round 1 (once: a
     resumed run reuses the LR its history recorded).
     """
+    one_line_failures()
     raw = dict(context.run_config)
     config = RunConfig.from_dict(raw)
+    check_data_dir(config)
     if config.resume and not config.run_name:
         raise ConfigError("resume=true needs run-name: the name of the run folder to continue "
                           "(e.g. --run-config \"resume=true run-name='exp1'\").")
@@ -148,6 +163,9 @@ def run_colearning(
             grid=ResponsiveGrid(grid),  # flwr 1.41's HttpGrid waits 3 s between reply polls
             initial_arrays=state_dict_to_arrays(initial),
             num_rounds=config.num_server_rounds - done,
+            # The schedule's keys, so Flower's summary shows what is sent (the first round's
+            # values; every round's configure_train replaces them with its own)
+            train_config=ConfigRecord(colearn.round_schedule(done + 1)),
             # Bounds each train and evaluate phase: a site that has not replied by then is
             # left out of that round. A SuperNode that died is reported by the SuperLink
             # sooner (its heartbeats stop: an error reply within 60 s), so this bounds live
@@ -158,6 +176,7 @@ def run_colearning(
     except BaseException as error:
         recorder.finish(FAILED, f"{type(error).__name__}: {error}")
         log(ERROR, "[colearn] FAILED: %s (history in %s)", error, folder)
+        setattr(error, LOGGED, True)  # Flower's own record of it is then left out
         raise
     recorder.finish(COMPLETED)
     log(INFO, "[colearn] completed %d rounds; results in %s", config.num_server_rounds, folder)
@@ -254,6 +273,7 @@ def build_strategy(config: RunConfig, round_offset: int = 0,
         budget_shape=config.budget_shape, num_rounds=config.num_server_rounds,
         transport_dtype=config.transport_dtype, round_offset=round_offset,
         swa_start=config.swa_start, phase_timeout=config.round_timeout,
+        deterministic=config.deterministic,
     )
 
 

@@ -7,7 +7,6 @@ as a dict (Flower's ``run_simulation`` takes none), for tests, notebooks and the
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,12 +25,13 @@ from colearn_fl.errors import ConfigError
 from colearn_fl.results import run_folder
 from colearn_fl.server import CentralDataFn, DefaultLrFn, run_colearning
 from colearn_fl.task_adapter import TaskAdapter
+from colearn_fl.trainer import quiet_ray
 
 
 def simulate(
     run_config: Mapping[str, Any],
     num_sites: int = 4,
-    cpus_per_site: float = 2,
+    cpus_per_site: float = 1,
     module_fn: ModuleFn | None = None,
     datamodule_fn: DataModuleFn | None = None,
     central_datamodule_fn: CentralDataFn | None = None,
@@ -46,8 +46,10 @@ def simulate(
         An empty ``run-name`` becomes ``sim-<unix time>``.
     num_sites : int (default: 4)
         Simulated SuperNodes; each gets ``partition-id`` / ``num-partitions``.
-    cpus_per_site : float (default: 2)
-        CPUs Ray reserves per ClientApp (how many sites train at once).
+    cpus_per_site : float (default: 1)
+        CPUs Ray reserves per ClientApp (how many sites train at once). Each site trains on
+        ``site-threads`` torch threads (default 1) whatever this is, so the results do not
+        depend on it.
     module_fn, datamodule_fn, central_datamodule_fn : optional
         A user's own factories; by default the ``task`` key's registered ones.
     mods : list of Flower mods, optional
@@ -71,9 +73,7 @@ def simulate(
         default_lr = task.default_lr
     server, client = _apps(config, module_fn, datamodule_fn, central_datamodule_fn, mods or [],
                            default_lr)
-    # Ray warns on every start that it will stop overriding CUDA_VISIBLE_DEVICES for actors
-    # without GPUs; opting in to that future behaviour now silences it (sites use no GPU here).
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    quiet_ray()
     run_simulation(
         server_app=server,
         client_app=client,

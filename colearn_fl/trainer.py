@@ -40,6 +40,14 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=message)  # re-adding moves it to the front
 
 
+def quiet_ray() -> None:
+    """Silence the FutureWarning Ray prints on every start (about the CUDA_VISIBLE_DEVICES it
+    sets for actors without GPUs). A filter, not Ray's opt-in variable: opting in would let a
+    CPU site see the machine's GPUs."""
+    warnings.filterwarnings("ignore", message=".*Ray will no longer override accelerator",
+                            category=FutureWarning)
+
+
 LOGGERS = ("csv", "tensorboard")  # the ``logger`` key: where sites and server log metrics
 
 

@@ -17,6 +17,7 @@ from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
 from strategies.arrays import count_bytes, restore_dtypes
+from strategies.canonical import canonical_order
 from strategies.replies import (
     SITE_REPORT,
     average_statistics,
@@ -107,6 +108,12 @@ class CoLearnSchedule(Strategy):
         release it (server memory O(model), not O(sites x model)); the wrapped strategy gets
         one reply carrying the mean. Default: on for the mean-based strategies
         (``strategies.server_optimizers.MEAN_BASED``), off for any other, which gets every reply.
+    deterministic : bool (default: True)
+        Aggregate each round's replies in a canonical order (``strategies.canonical``: sorted
+        by content) instead of arrival order, so the same replies give bit-for-bit the same
+        model and metrics. The round's replies are held until the last one came (memory
+        O(sites x model) at transport precision, as Flower's FedAvg); ``False`` folds each
+        reply as it arrives (with ``streaming``: O(model)).
     """
 
     # pylint: disable=too-many-arguments
@@ -130,6 +137,7 @@ class CoLearnSchedule(Strategy):
         swa_start: int = 0,
         phase_timeout: float = 3600.0,
         streaming: bool | None = None,
+        deterministic: bool = True,
     ) -> None:
         round_lr_bounds(lr_schedule, lr_max, lr_min, 1, lr_gamma)  # validates
         validate_epochs(epochs_schedule, epochs_initial, epochs_mult, epochs_step,
@@ -148,6 +156,7 @@ class CoLearnSchedule(Strategy):
         if self.streaming and not is_mean_based(strategy):
             raise ValueError("streaming=True needs a mean-based strategy (one of strategies."
                              f"server_optimizers.MEAN_BASED), not {type(strategy).__name__}")
+        self.deterministic = deterministic
         self._grid: Grid | None = None  # the training rounds' grid, for the statistics round
         self.rounds: dict[int, dict[str, Any]] = {}  # what each round sent and received
         self._global: ArrayRecord | None = None  # the round's global model, full precision
@@ -200,6 +209,8 @@ class CoLearnSchedule(Strategy):
         round_ = server_round + self.round_offset
         received, failed, dropped, sites, nodes = 0, [], [], [], []
         accepted, metrics, summed = [], [], WeightedSum()
+        if self.deterministic:  # every reply first, then in an order set by their content
+            replies = canonical_order(replies)
         for msg in replies:  # one at a time: a streaming grid yields them as they arrive
             received += sent_bytes([msg])  # as it came, before it is decoded
             if msg.has_error():
@@ -285,7 +296,7 @@ class CoLearnSchedule(Strategy):
         """The wrapped strategy's average over the metric names the sites share; a round
         whose evaluation cannot be aggregated is logged, never fatal."""
         round_ = server_round + self.round_offset
-        replies = list(replies)
+        replies = canonical_order(replies) if self.deterministic else list(replies)
         accepted = [m for m in replies if not m.has_error()
                     and self._usable(round_, m, weight_problem(m.content))]
         self._note_left_out(round_, even_out(accepted, [metrics_of(m.content) for m in accepted],

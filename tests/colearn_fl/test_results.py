@@ -32,6 +32,25 @@ def test_history_json_and_csv(tmp_path) -> None:
     assert lines[2]["local-epochs"] == "2" and lines[0]["local-epochs"] == ""
 
 
+def test_run_dependent_facts_stay_out_of_history_json(tmp_path) -> None:
+    # Prepare: a round with wall times, error texts and Flower's node ids
+    row = {"round": 1, "train-loss": 0.5, "round-s": 12.5, "elapsed-s": 20.0,
+           "errors": ["node 7: stuck"],
+           "site-reports": [{"node-id": 7, "num-examples": 10, "followed": True}],
+           "lr-range-test": {"lr-max": 0.1, "sites": [{"node-id": 7, "lr-suggested": 0.1}]}}
+    # Execute
+    write_history(tmp_path, [row], {"seed": 0})
+    # Assert: history.json and .csv hold what a rerun reproduces; run-log.json everything
+    kept = json.loads((tmp_path / "history.json").read_text())["rounds"][0]
+    assert kept == {"round": 1, "train-loss": 0.5,
+                    "site-reports": [{"num-examples": 10, "followed": True}],
+                    "lr-range-test": {"lr-max": 0.1, "sites": [{"lr-suggested": 0.1}]}}
+    with (tmp_path / "history.csv").open() as handle:
+        assert next(csv.reader(handle)) == ["round", "train-loss"]
+    assert read_history(tmp_path) == [row]
+    assert json.loads((tmp_path / "run-log.json").read_text())["rounds"] == [row]
+
+
 def test_curves_png_is_written(tmp_path) -> None:
     plot_curves(tmp_path / "curves.png", ROWS, "accuracy")
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from colearn_fl.checkpoint import load_checkpoint
+from colearn_fl.results import read_history
 from tasks.image.fashion_mnist import DEFAULT_DATA_DIR, split_available
 from tests.deployment.federation import CONNECTION, SITES, StartFederation, alive, wait_until
 
@@ -52,7 +53,7 @@ def _run_config(out: Path, name: str, keys: str) -> str:
 
 
 def _history(out: Path, name: str) -> list[dict[str, Any]]:
-    return json.loads((out / name / "history.json").read_text())["rounds"]
+    return read_history(out / name)  # with the wall times (run-log.json)
 
 
 def _faulty_app(folder: Path) -> Path:

@@ -101,7 +101,7 @@ def test_sites_report_what_they_did_and_a_stock_site_is_named_once(flower_identi
         _, metrics = wrapped.aggregate_train(server_round, [
             _report(1, epochs, 0.1, 0.0105), reply(2, model([1, 1], 1))])
     # Assert: per-site records, the report never averaged, one warning for node 2
-    sites = wrapped.rounds[2]["site-reports"]
+    sites = sorted(wrapped.rounds[2]["site-reports"], key=lambda s: s["node-id"])
     assert [(s["node-id"], s["followed"]) for s in sites] == [(1, True), (2, False)]
     assert sites[0]["epochs-run"] == 2 and sites[0]["lr-first"] == 0.1
     assert wrapped.rounds[2]["sites-following"] == 1
