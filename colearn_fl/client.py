@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from logging import WARNING
 from typing import Any
@@ -24,6 +25,7 @@ from colearn_fl.proximal import ProximalTerm
 from colearn_fl.results import run_folder
 from colearn_fl.round_stats import RoundStats
 from colearn_fl.server_schedule import ServerSchedule
+from colearn_fl.site_devices import SiteDevices
 from colearn_fl.task_adapter import PARTITION_ID
 from colearn_fl.trainer import make_logger, make_trainer
 from colearn_fl.transport import encode_like
@@ -150,9 +152,12 @@ def train_round(
         callbacks.append(ProximalTerm(float(config[wire.PROXIMAL_MU])))
     stats = RoundStats()
     server_round = int(config.get(wire.SERVER_ROUND, 0))
-    torch.manual_seed(hash((run.seed, server_round, _site(context))) % 2**31)
+    seed = hash((run.seed, server_round, _site(context))) % 2**31
+    torch.manual_seed(seed)
+    os.environ["PL_GLOBAL_SEED"] = str(seed)  # the shuffle of distributed workers (devices > 1)
     trainer = _trainer(context, run, server_round, [*callbacks, stats], epochs)
     trainer.fit(module, datamodule=datamodule_fn(context))
+    stats.read_back(trainer)  # from rank 0, when spawned workers trained
     metrics = MetricRecord({wire.NUM_EXAMPLES: stats.examples_per_epoch,
                             wire.TRAIN_LOSS: stats.mean_loss, wire.EPOCHS_RUN: stats.epochs_run,
                             wire.LR_FIRST: stats.lr_first, wire.LR_LAST: stats.lr_last})
@@ -239,7 +244,11 @@ def _trainer(
     logger = make_logger(run.logger, run_folder(run, context.run_id) / "sites",
                          f"site-{_site(context)}",
                          f"round-{server_round}-{'train' if epochs else 'evaluate'}")
-    return make_trainer(run.precision, callbacks, epochs, logger=logger)
+    hardware = SiteDevices.from_node_config(context.node_config)
+    if not epochs:  # evaluation: one device of the site's kind
+        hardware = SiteDevices(accelerator=hardware.accelerator)
+    return make_trainer(run.precision, callbacks, epochs, logger=logger,
+                        hardware=hardware.trainer_kwargs())
 
 
 def _use_threads(context: Context) -> None:

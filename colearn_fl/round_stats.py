@@ -12,6 +12,8 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities.data import extract_batch_size
 from typing_extensions import override
 
+PUBLISHED = "colearn-round/"  # prefix of the figures put in trainer.callback_metrics
+
 
 class RoundStats(Callback):
     """What a site reports: mean training loss over the round's batches, examples per epoch
@@ -20,6 +22,11 @@ class RoundStats(Callback):
     Reads the loss the module's ``training_step`` returns (a tensor or a dict with ``loss``),
     so a user's module needs no change. Put it after ``ServerSchedule`` in the callbacks, so
     it reads the LR the cycle set for the step.
+
+    Under distributed training (a site with ``devices > 1``) the examples and losses are
+    summed over the workers when training ends, and the figures are put in
+    ``trainer.callback_metrics``, which Lightning hands from rank 0 back to the process that
+    called ``fit``: call ``read_back(trainer)`` there after ``fit``.
     """
 
     def __init__(self) -> None:
@@ -56,6 +63,34 @@ class RoundStats(Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.examples_per_epoch = max(self.examples_per_epoch, self._epoch_examples)
         self.epochs_run += 1
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.world_size > 1:  # every worker saw its share: sum over them
+            sums = trainer.strategy.reduce(torch.tensor(
+                [float(self.examples_per_epoch), self._loss_sum, float(self._batches)],
+                dtype=torch.float64, device=pl_module.device), reduce_op="sum")
+            self.examples_per_epoch = int(sums[0])
+            self._loss_sum, self._batches = float(sums[1]), int(sums[2])
+        for name, value in self._published().items():
+            trainer.callback_metrics[PUBLISHED + name] = torch.tensor(value, dtype=torch.float64)
+
+    def _published(self) -> dict[str, float]:
+        return {"examples-per-epoch": self.examples_per_epoch, "loss-sum": self._loss_sum,
+                "batches": self._batches, "epochs-run": self.epochs_run,
+                "lr-first": self.lr_first, "lr-last": self.lr_last}
+
+    def read_back(self, trainer: pl.Trainer) -> None:
+        """Take the training figures from ``trainer.callback_metrics`` (where a spawned rank
+        0 left them); a no-op when training ran in this process."""
+        metrics = trainer.callback_metrics
+        if PUBLISHED + "batches" not in metrics:
+            return
+        value = {name: float(metrics[PUBLISHED + name]) for name in self._published()}
+        self.examples_per_epoch, self.epochs_run = (int(value["examples-per-epoch"]),
+                                                    int(value["epochs-run"]))
+        self._loss_sum, self._batches = value["loss-sum"], int(value["batches"])
+        self.lr_first, self.lr_last = value["lr-first"], value["lr-last"]
 
     @override
     def on_before_optimizer_step(

@@ -11,6 +11,7 @@ import functools
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import Logger
@@ -70,8 +71,9 @@ def make_logger(kind: str, save_dir: str | Path, name: str, version: str) -> Log
 
 def make_trainer(precision: str, callbacks: list[pl.Callback], epochs: int = 0,
                  logger: Logger | bool = False, progress_bar: bool = True,
-                 root_dir: str | None = None) -> pl.Trainer:
-    """A Trainer on the automatically chosen device (CPU or one GPU).
+                 root_dir: str | None = None,
+                 hardware: dict[str, Any] | None = None) -> pl.Trainer:
+    """A Trainer on the automatically chosen device (CPU or one GPU), or on ``hardware``.
 
     Parameters
     ----------
@@ -89,13 +91,15 @@ def make_trainer(precision: str, callbacks: list[pl.Callback], epochs: int = 0,
     root_dir : str, optional
         Where the Trainer may write files (e.g. the LR finder's temporary checkpoint);
         default: the logger's folder.
+    hardware : dict, optional
+        ``accelerator``, ``devices`` and ``strategy`` (a site's node config:
+        ``colearn_fl.site_devices``); default: one automatically chosen device.
     """
     quiet_lightning()
     save_dir = root_dir or (logger.save_dir if isinstance(logger, Logger) else None)
     return pl.Trainer(
         max_epochs=max(epochs, 1),
-        accelerator="auto",
-        devices=1,
+        **(hardware or {"accelerator": "auto", "devices": 1}),
         precision=precision,  # type: ignore[arg-type]
         callbacks=callbacks,
         logger=logger,

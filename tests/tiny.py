@@ -49,6 +49,15 @@ class TinyClassifier(pl.LightningModule):
                 "lr_scheduler": torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)}
 
 
+class TinyLinear(TinyClassifier):
+    """``TinyClassifier`` without BatchNorm: its gradient over a batch is the mean of its
+    gradients over the batch's halves, as distributed data parallel computes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
 def rule_data(n: int, seed: int) -> TensorDataset:
     """``n`` samples whose label is whether the first feature is positive."""
     generator = torch.Generator().manual_seed(seed)
@@ -59,12 +68,14 @@ def rule_data(n: int, seed: int) -> TensorDataset:
 class TinyData(pl.LightningDataModule):
     """A site's synthetic data: ``n`` training and ``n // 2`` validation samples."""
 
-    def __init__(self, n: int = 64, seed: int = 0, batch_size: int = 16) -> None:
+    def __init__(self, n: int = 64, seed: int = 0, batch_size: int = 16,
+                 shuffle: bool = True) -> None:
         super().__init__()
-        self.n, self.seed, self.batch_size = n, seed, batch_size
+        self.n, self.seed, self.batch_size, self.shuffle = n, seed, batch_size, shuffle
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(rule_data(self.n, self.seed), batch_size=self.batch_size, shuffle=True)
+        return DataLoader(rule_data(self.n, self.seed), batch_size=self.batch_size,
+                          shuffle=self.shuffle)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(rule_data(self.n // 2, self.seed + 100), batch_size=self.batch_size)

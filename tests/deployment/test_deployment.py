@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tasks.image.fashion_mnist import DEFAULT_DATA_DIR, split_available
-from tests.deployment.federation import CONNECTION, SITES, Federation, start, stop
+from tests.deployment.federation import CONNECTION, SHARD_SAMPLES, SITES, Federation, start, stop
 
 pytestmark = [
     pytest.mark.deployment,
@@ -83,3 +83,31 @@ def test_unregistered_supernode_is_refused(federation: Federation) -> None:
     assert "Exit Code: 305" in output and "Failed to activate SuperNode" in output, output
     superlink_log = federation.superlink_log.read_text(errors="replace")
     assert "No SuperNode found with the given public key" in superlink_log
+
+
+@pytest.mark.slow  # CI runs it on every landing (README: the deployment checks)
+@pytest.mark.timeout(RUN_TIMEOUT + 180)
+def test_a_site_trains_on_two_devices_with_ddp(make_federation) -> None:
+    # Prepare: site-0 says in its node config that it trains on 2 devices (CPU processes,
+    # gloo); site-1 on one. The same shard size at both.
+    fed = make_federation({"site-0": "devices=2 accelerator='cpu'", "site-1": ""})
+    out = fed.tmp / "out"
+    run_config = (f"num-server-rounds=1 min-available-nodes=2 max-samples=500 batch-size=32 "
+                  "epochs-schedule='fixed' epochs-initial=1 fraction-evaluate=0.0 "
+                  f"output-dir='{out}' run-name='ddp'")
+    # Execute
+    done = fed.flwr(["run", str(REPO), CONNECTION, "--stream", "--run-config", run_config],
+                    timeout=RUN_TIMEOUT)
+    # Assert: both sites averaged; the two-device site reports its whole shard (both workers'
+    # examples) and the round's epoch, like the one-device site; its ClientApp ran 2 workers
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    history = json.loads((out / "ddp" / "history.json").read_text())
+    assert history["status"] == "completed", history
+    row = history["rounds"][1]
+    assert row["sites-averaged"] == 2 and row["sites-following"] == 2
+    assert [s["num-examples"] for s in row["site-reports"]] == [SHARD_SAMPLES, SHARD_SAMPLES]
+    assert [s["epochs-run"] for s in row["site-reports"]] == [1, 1]
+    assert row["central-accuracy"] > history["rounds"][0]["central-accuracy"]
+    site_log = fed.node_log("site-0").read_text(errors="replace")
+    assert "MEMBER: 2/2" in site_log and "distributed_backend=gloo" in site_log, site_log[-3000:]
