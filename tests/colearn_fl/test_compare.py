@@ -124,3 +124,21 @@ def test_bad_methods_and_variants_are_one_clear_error(args, message, tmp_path, c
     assert status == 2
     assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_a_task_without_test_data_is_refused_before_any_training(tmp_path, capsys) -> None:
+    # Execute: speech commands, which this machine does not hold at the default data-dir
+    status = main(["compare", "--task", "speech", "--sites", "2", "--run-config",
+                   f"data-dir='{tmp_path}'", "--output-dir", str(tmp_path / "out")])
+    # Assert: one line naming data-dir, exit 2, nothing run
+    assert status == 2
+    assert "colearn compare scores every method on the test split of data-dir=" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.json"))
+
+
+def test_a_data_dir_that_does_not_exist_is_refused(tmp_path, capsys) -> None:
+    status = main(["compare", "--sites", "2", "--run-config",
+                   f"data-dir='{tmp_path / 'nowhere'}'", "--output-dir", str(tmp_path / "out")])
+    assert status == 2
+    assert "does not exist on the server" in capsys.readouterr().err

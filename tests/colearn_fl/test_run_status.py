@@ -129,3 +129,12 @@ def test_sites_whose_training_diverged_stop_the_run_with_their_reason(tmp_path: 
                                            r"node \d+: .*(training diverged|non-finite)"):
         simulate({"output-dir": str(tmp_path), "run-name": "n", "num-server-rounds": 1,
                   "lr-max": 1e6, "fraction-evaluate": 0.0}, **KWARGS)
+
+
+def test_a_data_dir_that_does_not_exist_stops_before_round_0(tmp_path: Path) -> None:
+    # Execute: a typo in data-dir must not fall back to another data set
+    with pytest.raises(ConfigError, match="data-dir=.*nowhere.*does not exist on the server"):
+        simulate({"output-dir": str(tmp_path), "run-name": "t",
+                  "data-dir": str(tmp_path / "nowhere")}, **KWARGS)
+    # Assert: nothing was written
+    assert not (tmp_path / "t").exists()
