@@ -157,8 +157,8 @@ def _round_line(row: Row, total_rounds: int) -> str:
         parts.append(f"epochs {row['local-epochs']}")
         parts.append(f"lr {row['lr-schedule']} {row['lr-max']:.4g}->{row['lr-min']:.4g}")
     if "sites-sent" in row:
-        parts.append("sites " + " ".join(f"{row.get(f'sites-{k}', 0)} {k}" for k in
-                                         ("sent", "failed", "dropped", "averaged")))
+        parts.append("sites: " + ", ".join(f"{row.get(f'sites-{k}', 0)} {k}" for k in
+                                           ("sent", "failed", "dropped", "averaged")))
     if isinstance(row.get("train-loss"), float):
         parts.append(f"train-loss {row['train-loss']:.4f}")
     parts += [f"{k} {v:.4f}" for k, v in row.items()

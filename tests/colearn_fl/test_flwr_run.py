@@ -50,7 +50,8 @@ def test_flwr_run_streams_rounds_and_writes_results(tmp_path, flwr_home: Path) -
     # Assert
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
-    assert "[colearn] round 1/1 | epochs 4 | lr cosine 0.05->0.0005" in output
+    assert ("[colearn] round 1/1 | epochs 4 | lr cosine 0.05->0.0005 | sites: 2 sent, 0 failed, "
+            "0 dropped, 2 averaged") in output
     rows = json.loads((tmp_path / "cli" / "history.json").read_text())["rounds"]
     assert rows[-1]["round"] == 1 and rows[-1]["sites-averaged"] == 2
     assert rows[-1]["central-accuracy"] > rows[0]["central-accuracy"]
