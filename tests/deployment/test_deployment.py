@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 240
 
 
+@pytest.mark.slow  # CI runs it on every landing; the default suite keeps test_flwr_run's run
 @pytest.mark.timeout(RUN_TIMEOUT + 120)
 def test_flwr_run_colearns_across_three_supernodes(federation: Federation) -> None:
     # Prepare: sites read only their 300-image shards; the server evaluates 500 test images.
