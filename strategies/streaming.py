@@ -2,8 +2,8 @@
 
 Flower's ``FedAvg`` keeps every reply of a round in memory before it averages them, so a round
 of ``n`` sites needs ``n`` copies of the model on the server (20 sites of a ResNet-152, 233 MB
-a copy at float32: about 4.7 GB). ``WeightedSum`` needs one float64 copy, whatever ``n``: a reply's arrays and
-metrics are added as ``weight * value`` and the reply can be released.
+a copy at float32: about 4.7 GB). ``WeightedSum`` needs one float64 copy, whatever ``n``: a
+reply's arrays and metrics are added as ``weight * value`` and the reply can be released.
 
 The strategies whose aggregation is the weighted mean (``server_optimizers.MEAN_BASED``:
 FedAvg and the server optimizers that step from it) then receive one reply that carries the
