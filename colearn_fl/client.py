@@ -247,8 +247,7 @@ def _trainer(
     hardware = SiteDevices.from_node_config(context.node_config)
     if not epochs:  # evaluation: one device of the site's kind
         hardware = SiteDevices(accelerator=hardware.accelerator)
-    return make_trainer(run.precision, callbacks, epochs, logger=logger,
-                        hardware=hardware.trainer_kwargs())
+    return make_trainer(run.precision, callbacks, epochs, logger=logger, hardware=hardware)
 
 
 def _use_threads(context: Context) -> None:

@@ -11,10 +11,11 @@ import functools
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import Logger
+
+from colearn_fl.site_devices import SiteDevices
 
 # Printed by every Trainer a site builds (one per round) and of no use to a site: Lightning's
 # advertisement for its cloud logger, and a deprecation inside Lightning's own pytree code.
@@ -72,7 +73,7 @@ def make_logger(kind: str, save_dir: str | Path, name: str, version: str) -> Log
 def make_trainer(precision: str, callbacks: list[pl.Callback], epochs: int = 0,
                  logger: Logger | bool = False, progress_bar: bool = True,
                  root_dir: str | None = None,
-                 hardware: dict[str, Any] | None = None) -> pl.Trainer:
+                 hardware: SiteDevices | None = None) -> pl.Trainer:
     """A Trainer on the automatically chosen device (CPU or one GPU), or on ``hardware``.
 
     Parameters
@@ -91,15 +92,15 @@ def make_trainer(precision: str, callbacks: list[pl.Callback], epochs: int = 0,
     root_dir : str, optional
         Where the Trainer may write files (e.g. the LR finder's temporary checkpoint);
         default: the logger's folder.
-    hardware : dict, optional
-        ``accelerator``, ``devices`` and ``strategy`` (a site's node config:
-        ``colearn_fl.site_devices``); default: one automatically chosen device.
+    hardware : SiteDevices, optional
+        ``accelerator``, ``devices`` and ``strategy`` (a site's node config); default: one
+        automatically chosen device.
     """
     quiet_lightning()
     save_dir = root_dir or (logger.save_dir if isinstance(logger, Logger) else None)
     return pl.Trainer(
         max_epochs=max(epochs, 1),
-        **(hardware or {"accelerator": "auto", "devices": 1}),
+        **(hardware or SiteDevices()).trainer_kwargs(),
         precision=precision,  # type: ignore[arg-type]
         callbacks=callbacks,
         logger=logger,

@@ -50,6 +50,4 @@ def check_site_data(grid: Grid, nodes: Sequence[int],
         raise ScheduleError("the data check before round 1 failed at "
                             f"{len(problems)} of {len(nodes)} site(s):\n  "
                             + "\n  ".join(sorted(problems)))
-    # By size, then node: the order of the sizes does not depend on the order of the replies
-    return sorted(sizes, key=lambda s: (s[TRAIN_EXAMPLES] or 0, s[VAL_EXAMPLES] or 0,
-                                        s["node-id"])), notes
+    return sizes, notes  # in query_sites' canonical order, not the replies' arrival order

@@ -84,5 +84,4 @@ def federated_range_test(grid: Grid, model: ArrayRecord, nodes: Sequence[int], *
             f"lr-max='auto': none of the {len(nodes)} site(s) completed the LR range test "
             f"({'; '.join(problems) or 'no replies before round-timeout'}). Set lr-max to a "
             "number, or fix the sites.")
-    sites.sort(key=lambda s: (s[LR_SUGGESTED], s[LR_DIVERGED], s[NUM_EXAMPLES], s["node-id"]))
-    return {**aggregate_suggestions(sites), "sites": sites, "problems": sorted(problems)}
+    return {**aggregate_suggestions(sites), "sites": sites, "problems": problems}

@@ -18,6 +18,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
 from strategies.arrays import count_bytes, reply_problem
+from strategies.canonical import canonical_order
 from strategies.schedules import lr_at
 from strategies.transport import decode
 from strategies.wire import (
@@ -146,10 +147,12 @@ def short_reason(reason: str) -> str:
 
 def query_sites(grid: Grid, message_type: str, content: RecordDict, nodes: Sequence[int],
                 timeout: float) -> Iterator[tuple[int, Message, str | None]]:
-    """Send ``content`` as a ``message_type`` message to each of ``nodes``; yield each reply as
-    it comes with its sender and, for an error reply, the site's own reason."""
+    """Send ``content`` as a ``message_type`` message to each of ``nodes``; once every reply
+    came (or ``timeout`` passed), yield them in their canonical order (``strategies.canonical``:
+    set by content, not arrival) with each sender and, for an error reply, the site's own
+    reason."""
     messages = [Message(content=content, message_type=message_type, dst_node_id=node)
                 for node in nodes]
-    for reply in grid.send_and_receive(messages, timeout=timeout):
+    for reply in canonical_order(grid.send_and_receive(messages, timeout=timeout)):
         reason = short_reason(reply.error.reason) if reply.has_error() else None
         yield reply.metadata.src_node_id, reply, reason

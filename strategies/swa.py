@@ -20,7 +20,6 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 from flwr.serverapp import Grid
 
-from strategies.canonical import array_digest
 from strategies.replies import STATISTICS, metrics_of, query_sites, weight_problem
 from strategies.transport import to_numpy
 from strategies.wire import BN_REFRESH, NUM_EXAMPLES, SERVER_ROUND
@@ -161,5 +160,4 @@ def refresh_statistics(grid: Grid, model: ArrayRecord, node_ids: Sequence[int],
             usable.append((records[0], weight))
         else:
             problems.append(f"node {node}: {problem}")
-    usable.sort(key=lambda answer: (array_digest(answer[0]), answer[1]))  # not arrival order
-    return (pool_statistics(usable) if usable else None), sorted(problems)
+    return (pool_statistics(usable) if usable else None), problems
