@@ -1,12 +1,16 @@
 """Federation overhead: simulated co-learning wall time / the same training without Flower.
 
 Both sides run the same rounds, sites, data, epochs, LR cycle, Lightning Trainers and central
-evaluation; the local side replaces Flower (ServerApp, ClientApp actors, messages) by a plain
-loop that trains the sites one after the other in this process and averages their weights.
-Target at the default Fashion-MNIST configuration: <= 1.10. Both are measured in one run of
-this script, so the ratio compares like with like on this machine.
+evaluation (of the initial model too, as the federated history's round 0); the local side
+replaces Flower (ServerApp, ClientApp actors, messages) by a plain loop that trains the sites
+one after the other in this process and averages their weights. Target at the default
+Fashion-MNIST configuration: <= 1.10. Both are measured in one run of this script, so the ratio
+compares like with like on this machine. ``--repeats N`` measures N pairs in ABBA order
+(local, federated, federated, local, ...), which cancels a machine that drifts steadily
+faster or slower during the run; the ratio is total federated over total local time.
 
-    python benchmarks/overhead.py                  # default configuration (~10 min, 2 cores)
+    python benchmarks/overhead.py                  # default configuration (~7 min, 2 cores)
+    python benchmarks/overhead.py --repeats 2      # two pairs, ABBA (~14 min)
     python benchmarks/overhead.py --smoke          # tiny subset, for the test suite
 """
 
@@ -43,6 +47,10 @@ def local_colearning(run_config: dict[str, Any], sites: int) -> float:
     torch.manual_seed(config.seed)
     global_state = task.module_fn(run_config).state_dict()
     evaluate = central_evaluator(task.central_datamodule_fn, run_config)
+    if evaluate is not None:  # round 0: the initial model, as the federated history has it
+        module = task.module_fn(run_config)
+        module.load_state_dict(global_state)
+        evaluate(module)
     for server_round in range(1, config.num_server_rounds + 1):
         sent = schedule.round_schedule(server_round)
         states, weights = [], []
@@ -74,30 +82,50 @@ def _average(states: list[dict[str, torch.Tensor]], weights: list[int]) -> dict[
     return averaged
 
 
+def federated_colearning(run_config: dict[str, Any], sites: int) -> tuple[float, float]:
+    """The same job through Flower's simulation; its wall time and its strategy's time (from
+    the strategy's start to its last round: without Ray's start and stop and the data check)
+    in seconds."""
+    start = time.monotonic()
+    # One site at a time on as many threads as the local side: the same compute
+    threads = torch.get_num_threads()
+    folder = simulate({**run_config, "run-name": "federated", "site-threads": threads},
+                      num_sites=sites, cpus_per_site=threads)
+    federated = time.monotonic() - start
+    return federated, float(read_history(Path(folder))[-1]["elapsed-s"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny subset, 2 sites, 1 round")
     parser.add_argument("--sites", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="pairs of measurements, in ABBA order (default: 1)")
     args = parser.parse_args()
     sites = 2 if args.smoke else args.sites
-    with tempfile.TemporaryDirectory() as tmp:
-        run_config: dict[str, Any] = {"output-dir": tmp, "fraction-evaluate": 0.0}
-        if args.smoke:
-            run_config.update({"max-samples": 600, "num-server-rounds": 1})
-        local = local_colearning(run_config, sites)
-        start = time.monotonic()
-        # One site at a time on as many threads as the local side: the same compute
-        threads = torch.get_num_threads()
-        folder = simulate({**run_config, "run-name": "federated", "site-threads": threads},
-                          num_sites=sites, cpus_per_site=threads)
-        federated = time.monotonic() - start
-        rows = read_history(Path(folder))
-    strategy = rows[-1]["elapsed-s"]
-    print(f"sites {sites}, rounds {len(rows) - 1}, torch threads {torch.get_num_threads()}")
-    print(f"local (no Flower)        : {local:8.1f} s")
-    print(f"federated (simulate)     : {federated:8.1f} s  (strategy {strategy:.1f} s)")
-    print(f"overhead ratio           : {federated / local:8.3f}  (target <= 1.10)")
-    print(f"overhead ratio, strategy : {strategy / local:8.3f}  (without Ray start/stop)")
+    local, federated, strategy = [], [], []
+    for pair in range(args.repeats):
+        order = ("local", "federated") if pair % 2 == 0 else ("federated", "local")
+        for side in order:
+            with tempfile.TemporaryDirectory() as tmp:
+                run_config: dict[str, Any] = {"output-dir": tmp, "fraction-evaluate": 0.0}
+                if args.smoke:
+                    run_config.update({"max-samples": 600, "num-server-rounds": 1})
+                if side == "local":
+                    local.append(local_colearning(run_config, sites))
+                else:
+                    wall, inside = federated_colearning(run_config, sites)
+                    federated.append(wall)
+                    strategy.append(inside)
+    print(f"sites {sites}, pairs {args.repeats}, torch threads {torch.get_num_threads()}")
+    for pair, (lo, fe, st) in enumerate(zip(local, federated, strategy, strict=True)):
+        print(f"pair {pair + 1}: local {lo:8.1f} s | federated {fe:8.1f} s (strategy {st:.1f} s) "
+              f"| ratio {fe / lo:.3f}")
+    print(f"local (no Flower)        : {sum(local):8.1f} s")
+    print(f"federated (simulate)     : {sum(federated):8.1f} s  (strategy {sum(strategy):.1f} s)")
+    print(f"overhead ratio           : {sum(federated) / sum(local):8.3f}  (target <= 1.10)")
+    print(f"overhead ratio, strategy : {sum(strategy) / sum(local):8.3f}  "
+          "(without Ray start/stop and the data check)")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from strategies.replies import (
     weight_problem,
 )
 from strategies.schedules import local_epochs, round_lr_bounds, validate_epochs
-from strategies.streaming import WeightedSum, is_mean_based
+from strategies.streaming import WeightedSum, is_mean_based, replies_reported_as
 from strategies.swa import SwaAverage, refresh_statistics, statistics_keys
 from strategies.transport import check_transport_dtype, decode, encode
 from strategies.wire import (
@@ -235,8 +235,10 @@ class CoLearnSchedule(Strategy):
         else:
             self._note_left_out(round_, even_out(accepted, metrics, self._global))
         self._explain_failures(round_, failed)
-        arrays, aggregated = (self.strategy.aggregate_train(round_, accepted + failed)
-                              if accepted else (None, None))
+        arrays, aggregated = None, None
+        if accepted:
+            with replies_reported_as(len(nodes)):  # not the 1 mean a streamed round passes on
+                arrays, aggregated = self.strategy.aggregate_train(round_, accepted + failed)
         if arrays is not None and self._global is not None:
             arrays = restore_dtypes(average_statistics(arrays, accepted), self._global)
         self.rounds.setdefault(round_, {}).update({

@@ -13,7 +13,10 @@ individual replies.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
@@ -28,6 +31,35 @@ from strategies.wire import NUM_EXAMPLES
 def is_mean_based(strategy: Strategy) -> bool:
     """Whether ``strategy`` aggregates by the weighted mean (streaming gives the same)."""
     return type(strategy) in MEAN_BASED
+
+
+class _ReplyCount(logging.Filter):
+    """Puts the number of replies summed into the mean in place of the one reply a wrapped
+    Flower strategy says it received ("aggregate_train: Received 1 results ...")."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (isinstance(record.msg, str) and record.msg.endswith("Received %s results and %s "
+                                                               "failures")
+                and isinstance(record.args, tuple) and len(record.args) >= 2):
+            record.args = (*record.args[:-2], self.count, record.args[-1])
+        return True
+
+
+@contextmanager
+def replies_reported_as(count: int) -> Iterator[None]:
+    """Within the block, Flower's strategies log ``count`` results received (the replies the
+    one streamed mean stands for), not 1."""
+    flower = logging.getLogger("flwr")
+    counter = _ReplyCount(count)
+    flower.addFilter(counter)
+    try:
+        yield
+    finally:
+        flower.removeFilter(counter)
 
 
 class WeightedSum:

@@ -79,3 +79,17 @@ def test_a_strategy_that_is_not_mean_based_gets_every_reply(flower_identity: Non
     np.testing.assert_array_equal(arrays["w"].numpy(), [1.0, 1.0])
     with pytest.raises(ValueError, match="streaming=True needs a mean-based strategy"):
         CoLearnSchedule(FedMedian(), streaming=True)
+
+
+def test_flowers_log_counts_the_replies_a_streamed_mean_stands_for(
+        flower_identity: None, caplog) -> None:
+    # Prepare: three sites reply; streaming hands FedAvg one reply holding their mean
+    schedule = CoLearnSchedule(FedAvg(), streaming=True)
+    list(schedule.configure_train(1, model([0, 0], 0), ConfigRecord(), StaticGrid([1, 2, 3])))
+    # Execute
+    with caplog.at_level("INFO"):
+        schedule.aggregate_train(1, [reply(n, model([n, n], 0)) for n in (1, 2, 3)])
+        FedAvg().aggregate_train(2, [reply(1, model([1, 1], 0))])  # after the round: as is
+    # Assert: Flower's line says 3, not the 1 message it was given; the filter is gone after
+    assert "aggregate_train: Received 3 results and 0 failures" in caplog.text
+    assert caplog.text.count("Received 1 results") == 1
