@@ -16,9 +16,12 @@ def test_densenet_40_federates_on_cifar_batches_in_bf16(tmp_path: Path) -> None:
     # Prepare: 40 training and 20 test images in the real pickle format
     data_dir = write_cifar(tmp_path / "data")
 
-    # Execute: 2 sites, 2 rounds (epochs 1, 2), a non-default model, bf16 autocast
+    # Execute: 2 sites, 2 rounds of 1 epoch, a non-default model, bf16 autocast; a set
+    # lr-max (this model's default, 'auto', runs the LR range test: tests/colearn_fl/
+    # test_lr_auto.py)
     folder = simulate({"data-dir": str(data_dir), "model": "densenet-40", "batch-size": 10,
-                       "num-server-rounds": 2, "precision": "bf16-mixed",
+                       "num-server-rounds": 2, "epochs-schedule": "fixed",
+                       "epochs-initial": 1, "lr-max": 0.05, "precision": "bf16-mixed",
                        "output-dir": str(tmp_path)}, num_sites=2, cpus_per_site=1)
 
     # Assert: every round averaged both sites and was evaluated with top-1 and top-5
