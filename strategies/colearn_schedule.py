@@ -31,7 +31,7 @@ from strategies.replies import (
 from strategies.schedules import local_epochs, round_lr_bounds, validate_epochs
 from strategies.streaming import WeightedSum, is_mean_based, replies_reported_as
 from strategies.swa import SwaAverage, refresh_statistics, statistics_keys
-from strategies.transport import check_transport_dtype, decode, encode
+from strategies.transport import carrying, check_transport_dtype, decode, encode
 from strategies.wire import (
     LOCAL_EPOCHS,
     LR_MAX,
@@ -192,7 +192,7 @@ class CoLearnSchedule(Strategy):
         schedule = self.round_schedule(round_)
         messages = list(self.strategy.configure_train(
             round_, arrays, ConfigRecord({**dict(config), **schedule}), grid))
-        _send(messages, self._wire)
+        carrying(messages, self._wire)
         self.rounds[round_] = {
             "schedule": schedule,
             "sites-sent": len(messages),
@@ -290,7 +290,7 @@ class CoLearnSchedule(Strategy):
         """The wrapped strategy's evaluation messages, the model in transport-dtype."""
         messages = list(self.strategy.configure_evaluate(
             server_round + self.round_offset, arrays, config, grid))
-        return _send(messages, encode(arrays, self.transport_dtype))
+        return carrying(messages, encode(arrays, self.transport_dtype))
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
@@ -351,11 +351,3 @@ class CoLearnSchedule(Strategy):
                 "Flower clients cannot read bfloat16 arrays; use transport-dtype='float16' "
                 "or 'float32' with them.", server_round, len(failed))
 
-
-def _send(messages: list[Message], model: ArrayRecord) -> list[Message]:
-    """``messages`` carrying ``model`` (as sent: transport-dtype) instead of the wrapped
-    strategy's full-precision copy."""
-    for msg in messages:
-        for key in list(msg.content.array_records):
-            msg.content[key] = model
-    return messages

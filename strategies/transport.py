@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
-from flwr.app import Array, ArrayRecord
+from flwr.app import Array, ArrayRecord, Message
 
 from strategies.errors import ScheduleError
 
@@ -89,3 +89,12 @@ def _cast(array: Array, dtype: str) -> Array:
     if dtype == "float32" and values.dtype == np.float16:
         return array  # already lighter than asked: keep it
     return Array(np.array(values, dtype=dtype, order="C").reshape(values.shape))
+
+
+def carrying(messages: list[Message], model: ArrayRecord) -> list[Message]:
+    """``messages`` carrying ``model`` (as sent: ``transport-dtype``) in place of the arrays a
+    wrapped strategy put in them (its full-precision copy)."""
+    for msg in messages:
+        for key in list(msg.content.array_records):
+            msg.content[key] = model
+    return messages
