@@ -47,29 +47,33 @@ def local_colearning(run_config: dict[str, Any], sites: int) -> float:
     torch.manual_seed(config.seed)
     global_state = task.module_fn(run_config).state_dict()
     evaluate = central_evaluator(task.central_datamodule_fn, run_config)
-    if evaluate is not None:  # round 0: the initial model, as the federated history has it
-        module = task.module_fn(run_config)
-        module.load_state_dict(global_state)
-        evaluate(module)
-    for server_round in range(1, config.num_server_rounds + 1):
-        sent = schedule.round_schedule(server_round)
-        states, weights = [], []
-        for site in range(sites):
-            module = task.module_fn(run_config)
-            module.load_state_dict(global_state)
-            data = task.site_datamodule(run_config, (site, sites))
-            cycle = ServerSchedule(sent["lr-schedule"], sent["lr-max"], sent["lr-min"])
-            trainer = make_trainer(config.precision, [cycle], sent["local-epochs"],
-                                   progress_bar=False)
-            trainer.fit(module, datamodule=data)
-            states.append(module.state_dict())
-            weights.append(len(data.train_dataloader().dataset))
-        global_state = _average(states, weights)
+    for server_round in range(config.num_server_rounds + 1):  # round 0: the initial model
+        if server_round:
+            global_state = _train_round(task, config, run_config, global_state,
+                                        schedule.round_schedule(server_round), sites)
         if evaluate is not None:
             module = task.module_fn(run_config)
             module.load_state_dict(global_state)
             evaluate(module)
     return time.monotonic() - start
+
+
+def _train_round(task: TaskAdapter, config: RunConfig, run_config: dict[str, Any],
+                 global_state: dict[str, Any], sent: dict[str, Any], sites: int) -> dict[str, Any]:
+    """Every site trains the round's epochs from ``global_state``, one after the other; the
+    weighted average of their states."""
+    states, weights = [], []
+    for site in range(sites):
+        module = task.module_fn(run_config)
+        module.load_state_dict(global_state)
+        data = task.site_datamodule(run_config, (site, sites))
+        cycle = ServerSchedule(sent["lr-schedule"], sent["lr-max"], sent["lr-min"])
+        trainer = make_trainer(config.precision, [cycle], sent["local-epochs"],
+                               progress_bar=False)
+        trainer.fit(module, datamodule=data)
+        states.append(module.state_dict())
+        weights.append(len(data.train_dataloader().dataset))
+    return _average(states, weights)
 
 
 def _average(states: list[dict[str, torch.Tensor]], weights: list[int]) -> dict[str, Any]:

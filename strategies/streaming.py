@@ -33,6 +33,10 @@ def is_mean_based(strategy: Strategy) -> bool:
     return type(strategy) in MEAN_BASED
 
 
+# How FedAvg and Flower's DP wrappers end their aggregate_train line (the last two arguments)
+FLOWER_COUNT = "Received %s results and %s failures"
+
+
 class _ReplyCount(logging.Filter):
     """Puts the number of replies summed into the mean in place of the one reply a wrapped
     Flower strategy says it received ("aggregate_train: Received 1 results ...")."""
@@ -42,8 +46,7 @@ class _ReplyCount(logging.Filter):
         self.count = count
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if (isinstance(record.msg, str) and record.msg.endswith("Received %s results and %s "
-                                                               "failures")
+        if (isinstance(record.msg, str) and record.msg.endswith(FLOWER_COUNT)
                 and isinstance(record.args, tuple) and len(record.args) >= 2):
             record.args = (*record.args[:-2], self.count, record.args[-1])
         return True
