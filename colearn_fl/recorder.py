@@ -115,6 +115,8 @@ class RoundRecorder:
         row.update({f"central-{k}": v for k, v in central.items()})
         row.update({k: v for k, v in record.items()
                     if k.startswith(("sites-", "site-", "model-", "bytes-", "swa-", "lr-"))})
+        if record.get("errors"):  # the sites' error texts: run-log.json only (RUN_DEPENDENT)
+            row["errors"] = list(record["errors"])
         row["round-s"] = round(now - self._last, 3)
         row["elapsed-s"] = round(self._elapsed_before + now - self._started, 3)
         self._last = now

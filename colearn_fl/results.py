@@ -142,7 +142,8 @@ def plot_curves(path: Path, rows: Sequence[Row], metric: str) -> None:
         if points:
             ax_m.plot(*zip(*points, strict=True), marker="o", label=f"{prefix} {metric}")
     ax_m.set(xlabel="round", ylabel=metric, title=f"global model {metric}")
-    ax_m.legend()
+    if ax_m.lines:  # no metric at all when central-eval and federated evaluation are off
+        ax_m.legend()
     start = 0.0
     for row in trained:
         epochs = row["local-epochs"]

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Error, Message, MetricRecord, RecordDict
 
 from colearn_fl.config import RunConfig
 from colearn_fl.errors import ConfigError
@@ -72,6 +72,37 @@ def test_round_timeout_ends_rounds_with_the_sites_that_replied(
     assert [row["round"] for row in rows] == [0, 1, 2]
     assert [(row["sites-sent"], row["sites-averaged"]) for row in rows[1:]] == [(2, 1), (2, 1)]
     assert 1.0 <= waited < 30
+
+
+class OneFailingSiteGrid(OneSilentSiteGrid):
+    """Node 2 answers every training message with an error reply, as the SuperLink does for
+    a node that stopped heartbeating; node 1 echoes the model."""
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        wanted = set(message_ids)
+        return [self._reply(m) if m.metadata.dst_node_id == 1
+                or m.metadata.message_type == "query.data_check"
+                else Message(Error(5, "Error: Node Unavailable (test)"), reply_to=m)
+                for m in self.pushed if m.metadata.message_id in wanted]
+
+
+def test_a_failed_sites_reason_is_kept_in_the_run_log_only(
+    tmp_path: Path, flower_identity: None
+) -> None:
+    # Prepare
+    run_config = {"num-server-rounds": 1, "fraction-evaluate": 0.0, "central-eval": False,
+                  "output-dir": str(tmp_path), "run-name": "t"}
+    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(),
+                      run_config=run_config)
+    # Execute
+    run_colearning(OneFailingSiteGrid(), context,  # type: ignore[arg-type]
+                   lambda raw: TinyClassifier())
+    # Assert: run-log.json names the failure; history.json (what a rerun reproduces) does not
+    logged = json.loads((tmp_path / "t" / "run-log.json").read_text())["rounds"]
+    rows = json.loads((tmp_path / "t" / "history.json").read_text())["rounds"]
+    assert (logged[1]["sites-failed"], logged[1]["sites-averaged"]) == (1, 1)
+    assert logged[1]["errors"] == ["Error: Node Unavailable (test)"]
+    assert "errors" not in logged[0] and all("errors" not in row for row in rows)
 
 
 @pytest.mark.parametrize("value", [0, -1.0, float("inf"), float("nan")])

@@ -114,7 +114,6 @@ def test_run_survives_a_killed_supernode_and_a_superlink_restart(
     # sites; every round once, the schedule continued (decaying: 4, 2, 1 local epochs)
     output = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, output[-3000:]
-    assert "Node Unavailable" in (fed.tmp / "flwr-run.log").read_text(errors="replace")
     assert round_1_after_kill < OFFLINE_AFTER_S + 60, f"round 1 ended {round_1_after_kill} s late"
     assert done_before == 1 and "after round 1" in output
     rows = _history(out, "r")
@@ -122,6 +121,9 @@ def test_run_survives_a_killed_supernode_and_a_superlink_restart(
     assert [row["local-epochs"] for row in rows[1:]] == [4, 2, 1]
     assert [(row["sites-sent"], row["sites-failed"], row["sites-averaged"]) for row in rows[1:]
             ] == [(3, 1, 2), (2, 0, 2), (2, 0, 2)]
+    # (run-log.json, not the streamed log: stopping the SuperLink can cut the stream before
+    # the ServerApp's round-1 lines reach it)
+    assert len(rows[1]["errors"]) == 1 and "Node Unavailable" in rows[1]["errors"][0]
     assert load_checkpoint(checkpoint)["round"] == 3
     # Flower's parent-process monitors ended the dead SuperNode's SuperExec and ClientApp
     assert not any(alive(pid) for pid in fed.orphans)
