@@ -15,6 +15,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import Logger
 
+from colearn_fl.process_group import ReleaseProcessGroup
 from colearn_fl.site_devices import SiteDevices
 
 # Printed by every Trainer a site builds (one per round) and of no use to a site: Lightning's
@@ -98,9 +99,12 @@ def make_trainer(precision: str, callbacks: list[pl.Callback], epochs: int = 0,
     """
     quiet_lightning()
     save_dir = root_dir or (logger.save_dir if isinstance(logger, Logger) else None)
+    hardware = hardware or SiteDevices()
+    if hardware.devices > 1:  # spawned workers, each with a process group to release
+        callbacks = [*callbacks, ReleaseProcessGroup()]
     return pl.Trainer(
         max_epochs=max(epochs, 1),
-        **(hardware or SiteDevices()).trainer_kwargs(),
+        **hardware.trainer_kwargs(),
         precision=precision,  # type: ignore[arg-type]
         callbacks=callbacks,
         logger=logger,

@@ -3,17 +3,21 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import pytest
 import torch
+import torch.distributed as dist
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 from torch.utils.data import DataLoader, DistributedSampler
 
 from colearn_fl.arrays import arrays_to_state_dict, state_dict_to_arrays
 from colearn_fl.client import train_round
 from colearn_fl.errors import ConfigError
+from colearn_fl.process_group import ReleaseProcessGroup, release_process_group
 from colearn_fl.site_devices import SiteDevices
+from colearn_fl.trainer import make_trainer
 from tests.tiny import TinyData, TinyLinear, rule_data
 
 ROUND = {"server-round": 1, "local-epochs": 2, "lr-schedule": "cosine", "lr-max": 0.1,
@@ -79,3 +83,35 @@ def test_node_config_hardware_keys_are_checked() -> None:
         SiteDevices.from_node_config({"devices": 2, "strategy": "ddp"})
     with pytest.raises(ConfigError, match="node config accelerator='tpu'"):
         SiteDevices.from_node_config({"accelerator": "tpu"})
+
+
+def test_a_worker_with_a_process_group_destroys_it_at_exit(tmp_path, monkeypatch) -> None:
+    # Prepare: this process as a one-worker gloo group (a file store: no port), the exit
+    # handlers it registers captured instead of run at the test process's exit
+    registered: list = []
+    monkeypatch.setattr(atexit, "register", registered.append)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        # Execute: the Trainer's setup hook in a worker, then the worker's exit
+        ReleaseProcessGroup().setup(None, None, "fit")  # type: ignore[arg-type]
+        assert registered == [release_process_group]
+        registered[0]()
+        # Assert: the group is gone, and a second release (NCCL: Lightning's own) is a no-op
+        assert not dist.is_initialized()
+        release_process_group()
+    finally:
+        release_process_group()
+    # without a group (one device), setup registers nothing
+    ReleaseProcessGroup().setup(None, None, "fit")  # type: ignore[arg-type]
+    assert registered == [release_process_group]
+
+
+def test_only_several_devices_get_the_release_callback() -> None:
+    # Execute
+    one = make_trainer("32-true", [], epochs=1, progress_bar=False)
+    two = make_trainer("32-true", [], epochs=1, progress_bar=False,
+                       hardware=SiteDevices(accelerator="cpu", devices=2))
+    # Assert
+    assert not any(isinstance(c, ReleaseProcessGroup) for c in one.callbacks)
+    assert sum(isinstance(c, ReleaseProcessGroup) for c in two.callbacks) == 1
