@@ -106,6 +106,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1,
                         help="pairs of measurements, in ABBA order (default: 1)")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: expected at least 1 pair; e.g. --repeats 2")
     sites = 2 if args.smoke else args.sites
     local, federated, strategy = [], [], []
     for pair in range(args.repeats):
