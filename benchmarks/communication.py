@@ -16,7 +16,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from colearn_fl.results import read_history
+from colearn_fl.server.history import read_history
 from colearn_fl.simulation import simulate
 from strategies.transport import TRANSPORT_DTYPES
 

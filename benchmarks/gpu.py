@@ -3,7 +3,7 @@
 Both sides train the same model (a zoo model's CIFAR variant) on the same in-memory data for
 the same epochs, in the same process and run, on the best device there is (GPU when present):
 
-- plugin: ``colearn_fl.client.train_round`` called as Flower calls a site's ClientApp (the
+- plugin: ``colearn_fl.site.rounds.train_round`` called as Flower calls a site's ClientApp (the
   global model and the round's schedule in a ``Message``), so it includes loading the global
   weights, the LR cycle callback, the round statistics and encoding the reply;
 - plain: ``Trainer.fit`` of a fresh module with the module's own optimizer.
@@ -30,7 +30,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from torch.utils.data import DataLoader, TensorDataset
 
 from colearn_fl.arrays import state_dict_to_arrays
-from colearn_fl.client import train_round
+from colearn_fl.site.rounds import SiteCall, train_round
 from colearn_fl.trainer import make_trainer
 from tasks.image.module import ImageClassifier
 
@@ -68,7 +68,7 @@ def plugin_round(build: Any, data: Images, epochs: int, precision: str, out: str
                       run_config={"output-dir": out, "precision": precision,
                                   "run-name": "gpu"})
     start = time.perf_counter()
-    train_round(msg, context, build, lambda _ctx: data)
+    train_round(msg, SiteCall.of(context, build, lambda _ctx: data))
     _sync()
     return time.perf_counter() - start
 

@@ -25,10 +25,10 @@ from typing import Any
 import torch
 
 from colearn_fl.config import RunConfig
-from colearn_fl.results import read_history
-from colearn_fl.server import central_evaluator
-from colearn_fl.server_schedule import ServerSchedule
+from colearn_fl.server.central_eval import central_evaluator
+from colearn_fl.server.history import read_history
 from colearn_fl.simulation import simulate
+from colearn_fl.site.callbacks.lr_cycle import LRCycle
 from colearn_fl.task_adapter import TaskAdapter
 from colearn_fl.trainer import make_trainer
 from strategies import CoLearn
@@ -38,37 +38,39 @@ def local_colearning(run_config: dict[str, Any], sites: int) -> float:
     """Co-learning as a plain in-process loop (no Flower); returns its wall time in seconds."""
     start = time.monotonic()
     config = RunConfig.from_dict(run_config)
-    task = TaskAdapter.named(config.task)
-    lr_max, lr_min = config.cycle(task.default_lr(run_config))  # the small CNN: numbers
+    task = TaskAdapter.of_run(config)
+    lr_max, lr_min = config.schedule.cycle(task.lr(config))  # the small CNN: numbers
+    plan = config.schedule
     schedule = CoLearn(
-        lr_schedule=config.lr_schedule, lr_max=lr_max, lr_min=lr_min,
-        epochs_schedule=config.epochs_schedule, epochs_initial=config.epochs_initial,
-        epochs_mult=config.epochs_mult)
+        lr_schedule=plan.lr_schedule, lr_max=lr_max, lr_min=lr_min,
+        epochs_schedule=plan.epochs_schedule, epochs_initial=plan.epochs_initial,
+        epochs_mult=plan.epochs_mult)
     torch.manual_seed(config.seed)
-    global_state = task.module_fn(run_config).state_dict()
-    evaluate = central_evaluator(task.central_datamodule_fn, run_config)
-    for server_round in range(config.num_server_rounds + 1):  # round 0: the initial model
+    global_state = task.module(config).state_dict()
+    evaluate = central_evaluator(task.central_datamodule_fn, run_config,
+                                 config.training.precision)
+    for server_round in range(config.rounds.num_server_rounds + 1):  # round 0: the initial model
         if server_round:
-            global_state = _train_round(task, config, run_config, global_state,
+            global_state = _train_round(task, config, global_state,
                                         schedule.round_schedule(server_round), sites)
         if evaluate is not None:
-            module = task.module_fn(run_config)
+            module = task.module(config)
             module.load_state_dict(global_state)
             evaluate(module)
     return time.monotonic() - start
 
 
-def _train_round(task: TaskAdapter, config: RunConfig, run_config: dict[str, Any],
-                 global_state: dict[str, Any], sent: dict[str, Any], sites: int) -> dict[str, Any]:
+def _train_round(task: TaskAdapter, config: RunConfig, global_state: dict[str, Any],
+                 sent: dict[str, Any], sites: int) -> dict[str, Any]:
     """Every site trains the round's epochs from ``global_state``, one after the other; the
     weighted average of their states."""
     states, weights = [], []
     for site in range(sites):
-        module = task.module_fn(run_config)
+        module = task.module(config)
         module.load_state_dict(global_state)
-        data = task.site_datamodule(run_config, (site, sites))
-        cycle = ServerSchedule(sent["lr-schedule"], sent["lr-max"], sent["lr-min"])
-        trainer = make_trainer(config.precision, [cycle], sent["local-epochs"],
+        data = task.site_datamodule(config, (site, sites))
+        cycle = LRCycle(sent["lr-schedule"], sent["lr-max"], sent["lr-min"])
+        trainer = make_trainer(config.training.precision, [cycle], sent["local-epochs"],
                                progress_bar=False)
         trainer.fit(module, datamodule=data)
         states.append(module.state_dict())

@@ -50,7 +50,7 @@ def timed(msg, context, call_next):  # a Flower client mod
 def one(sites: int, model: str, cpus: float, out: str,
         deterministic: bool = False) -> dict[str, float]:
     """One configuration, in this process: per-round figures and this process's peak RSS."""
-    from colearn_fl.results import read_history
+    from colearn_fl.server.history import read_history
     from colearn_fl.simulation import simulate
 
     folder = simulate({"model": model, "max-samples": 64 * sites, "batch-size": 64,

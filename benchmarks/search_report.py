@@ -20,8 +20,8 @@ import json
 import math
 from pathlib import Path
 
-from colearn_fl.compare import RUNS_FOLDER
-from colearn_fl.seeds import SeedSummary, summarise
+from colearn_fl.experiments.compare import RUNS_FOLDER
+from colearn_fl.experiments.seeds import SeedSummary, summarise
 
 
 def load(folder: Path) -> dict[int, dict[str, dict]]:

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from colearn_fl.processes import stop_flwr_home
+from colearn_fl.deploy.superlink import stop_flwr_home
 
 REPO = Path(__file__).resolve().parents[1]
 FLWR = Path(sys.executable).with_name("flwr")

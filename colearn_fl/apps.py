@@ -2,7 +2,9 @@
 
 Both read the ``task`` run-config key and run that registered task's model and data through
 the same code path a user's own app takes (``register_site_functions``,
-``run_colearning``) and the same DP clipping mod (``colearn_fl.dp_mod.clipping_mod``).
+``run_colearning``) and the same DP clipping mod
+(``colearn_fl.site.clipping_mod.clipping_mod``). Each message's run config is parsed once and
+the task's factories are bound to it.
 """
 
 from __future__ import annotations
@@ -11,33 +13,31 @@ from flwr.app import Context
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
-from colearn_fl.client import DataModuleFn, ModuleFn, register_site_functions
-from colearn_fl.dp_mod import clipping_mod
-from colearn_fl.server import run_colearning
-from colearn_fl.task_adapter import TaskAdapter
-from colearn_fl.trainer import quiet_ray
+from colearn_fl.config import RunConfig
+from colearn_fl.logs import quiet_ray
+from colearn_fl.server.server_app import run_colearning
+from colearn_fl.site.client_app import register_site_functions
+from colearn_fl.site.clipping_mod import clipping_mod
+from colearn_fl.task_adapter import DataModuleFn, ModuleFn, TaskAdapter
 
 quiet_ray()  # flwr run loads this module before it starts Ray
 client = ClientApp(mods=[clipping_mod])  # central DP clipping when dp-noise-multiplier > 0
 server = ServerApp()
 
 
-def task_of(context: Context) -> TaskAdapter:
-    """The registered task the run config names, with its factories in Flower's form."""
-    return TaskAdapter.of_run(context.run_config)
+def site_factories(run: RunConfig) -> tuple[ModuleFn, DataModuleFn]:
+    """The module and data factories of the task ``run`` names, bound to ``run``."""
+    factories = TaskAdapter.of_run(run).factories(run)
+    return factories.module_fn, factories.datamodule_fn
 
 
-def site_factories(context: Context) -> tuple[Context, ModuleFn, DataModuleFn]:
-    """The site functions' context and the task's module and data factories."""
-    task = task_of(context)
-    return context, task.module_fn, task.datamodule_fn
-
-
-register_site_functions(client, site_factories)  # train, evaluate, bn_refresh, lr_find
+register_site_functions(client, site_factories)  # train, evaluate, bn_refresh, lr_find, ...
 
 
 @server.main()
 def main(grid: Grid, context: Context) -> None:
     """Run co-learning for the task the run config names."""
-    task = task_of(context)
-    run_colearning(grid, context, task.module_fn, task.central_datamodule_fn, task.default_lr)
+    run = RunConfig.from_dict(context.run_config)
+    task = TaskAdapter.of_run(run).factories(run)
+    run_colearning(grid, context, task.module_fn, task.central_datamodule_fn, task.default_lr,
+                   config=run)

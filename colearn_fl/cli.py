@@ -15,8 +15,13 @@ from typing import Any
 
 from flwr.common.config import parse_config_args
 
+from colearn_fl.config import RunConfig
 from colearn_fl.errors import ColearnError, ConfigError
 from tasks.partition import PARTITIONINGS
+
+DEFAULTS = RunConfig.defaults()  # the one default of every run-config key
+# compare's flags that set a run-config key; left out, the key is --run-config's or its default
+KEY_FLAGS = ("task", "partitioning", "dirichlet-alpha", "seed", "max-samples")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,17 +41,17 @@ def _parser() -> argparse.ArgumentParser:
     tasks = commands.add_parser("tasks", help="list the tasks and their models")
     tasks.set_defaults(handler=_tasks)
     cmp = commands.add_parser("compare", help="vanilla / ensemble / FedAvg / co-learning table")
-    cmp.add_argument("--task", default="image")
+    _key_flag(cmp, "task")
     cmp.add_argument("--sites", type=int, default=4)
-    cmp.add_argument("--partitioning", default="iid", choices=PARTITIONINGS)
-    cmp.add_argument("--dirichlet-alpha", type=float, default=0.5)
+    _key_flag(cmp, "partitioning", choices=PARTITIONINGS)
+    _key_flag(cmp, "dirichlet-alpha", type=float)
     cmp.add_argument("--rounds", type=int, default=None,
                      help="co-learning rounds (default: num-server-rounds)")
-    cmp.add_argument("--seed", type=int, default=0)
+    _key_flag(cmp, "seed", type=int)
     cmp.add_argument("--seeds", default="",
                      help="comma-separated seeds (e.g. 0,1,2): every method per seed, then "
                           "mean ± std and paired differences to co-learning (seeds.md)")
-    cmp.add_argument("--max-samples", type=int, default=0, help="0 = all (quick runs: e.g. 2000)")
+    _key_flag(cmp, "max-samples", type=int, help="0 = all (quick runs: e.g. 2000)")
     cmp.add_argument("--fedavg-lr", type=float, default=0.02,
                      help="FedAvg's constant LR (the best of 0.01/0.02/0.05 on IID here)")
     cmp.add_argument("--methods", default="all",
@@ -74,6 +79,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _key_flag(parser: argparse.ArgumentParser, key: str, help: str = "", **kwargs: Any) -> None:
+    """``--<key>``: sets the run-config key; absent, --run-config's value or the key's default
+    (``RunConfig.defaults()``, the same default flwr run uses)."""
+    parser.add_argument(f"--{key}", default=None, **kwargs,
+                        help=f"{help + '; ' if help else ''}run-config {key} "
+                             f"(default: --run-config's, else {DEFAULTS[key]!r})")
+
+
 def _add_deploy(commands: argparse._SubParsersAction) -> None:
     """``colearn deploy certs|node-keys|shards``: files for flower-superlink / supernode."""
     deploy = commands.add_parser("deploy", help="TLS certificates, SuperNode keys, site shards")
@@ -91,11 +104,11 @@ def _add_deploy(commands: argparse._SubParsersAction) -> None:
     shards.add_argument("--out", type=Path, required=True)
     shards.add_argument("--sites", type=int, required=True)
     shards.add_argument("--source", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
-    shards.add_argument("--max-samples", type=int, default=0,
+    shards.add_argument("--max-samples", type=int, default=DEFAULTS["max-samples"],
                         help="cap on each site's train and test images (0 = its whole share)")
-    shards.add_argument("--seed", type=int, default=0)
-    shards.add_argument("--partitioning", default="iid", choices=PARTITIONINGS)
-    shards.add_argument("--dirichlet-alpha", type=float, default=0.5)
+    shards.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    shards.add_argument("--partitioning", default=DEFAULTS["partitioning"], choices=PARTITIONINGS)
+    shards.add_argument("--dirichlet-alpha", type=float, default=DEFAULTS["dirichlet-alpha"])
     shards.set_defaults(handler=_deploy_shards)
 
 
@@ -122,18 +135,20 @@ def _tasks(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from colearn_fl.compare import METHODS, compare, compare_seeds
+    from colearn_fl.experiments.compare import METHODS, compare, compare_seeds
 
     base = parse_config_args([args.run_config]) if args.run_config.strip() else {}
-    base.update({"task": args.task, "partitioning": args.partitioning,
-                 "dirichlet-alpha": args.dirichlet_alpha, "seed": args.seed,
-                 "max-samples": args.max_samples})
+    for key in KEY_FLAGS:
+        value = getattr(args, key.replace("-", "_"))
+        if value is not None:
+            base[key] = value
     if args.rounds is not None:
         base["num-server-rounds"] = args.rounds
     variants = dict(_variant(text) for text in args.variant)
     methods = METHODS if args.methods == "all" else tuple(args.methods.split(","))
     methods = (*methods, *(v for v in variants if v not in methods))
-    folder = args.output_dir.resolve() / (args.name or args.partitioning)
+    folder = args.output_dir.resolve() / (
+        args.name or str(base.get("partitioning", DEFAULTS["partitioning"])))
     if args.seeds.strip():
         compare_seeds(base, _seeds(args.seeds), args.sites, methods, args.fedavg_lr,
                       args.cpus_per_site, folder, variants)
@@ -148,7 +163,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _stop_superlink(args: argparse.Namespace) -> int:
     import os
 
-    from colearn_fl.processes import stop_flwr_home
+    from colearn_fl.deploy.superlink import stop_flwr_home
 
     home = args.flwr_home or Path(os.environ.get("FLWR_HOME", Path.home() / ".flwr"))
     stopped = stop_flwr_home(home.expanduser().resolve())
@@ -182,7 +197,7 @@ def _speech_demo(args: argparse.Namespace) -> int:
 
 
 def _deploy_certs(args: argparse.Namespace) -> int:
-    from colearn_fl.deploy import make_certificates
+    from colearn_fl.deploy.tls import make_certificates
 
     for name, path in make_certificates(args.out, args.hostnames).items():
         print(f"{name}: {path}")
@@ -190,7 +205,7 @@ def _deploy_certs(args: argparse.Namespace) -> int:
 
 
 def _deploy_node_keys(args: argparse.Namespace) -> int:
-    from colearn_fl.deploy import make_node_keys
+    from colearn_fl.deploy.tls import make_node_keys
 
     for name, (private, public) in make_node_keys(args.out, args.names).items():
         print(f"{name}: private {private} | public {public}")
@@ -198,7 +213,7 @@ def _deploy_node_keys(args: argparse.Namespace) -> int:
 
 
 def _deploy_shards(args: argparse.Namespace) -> int:
-    from colearn_fl.deploy import write_site_shards
+    from tasks.image.shards import write_site_shards
 
     folders = write_site_shards(args.source, args.out, args.sites, args.seed, args.max_samples,
                                 args.partitioning, args.dirichlet_alpha)

@@ -18,14 +18,13 @@ from flwr.clientapp.typing import ClientAppCallable, Mod
 from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
-from colearn_fl.client import DataModuleFn, ModuleFn, register_site_functions
 from colearn_fl.config import RunConfig
-from colearn_fl.dp_mod import clipping_mod
 from colearn_fl.errors import ConfigError
-from colearn_fl.results import run_folder
-from colearn_fl.server import CentralDataFn, DefaultLrFn, run_colearning
-from colearn_fl.task_adapter import TaskAdapter
-from colearn_fl.trainer import quiet_ray
+from colearn_fl.logs import quiet_ray
+from colearn_fl.server.server_app import run_colearning
+from colearn_fl.site.client_app import register_site_functions
+from colearn_fl.site.clipping_mod import clipping_mod
+from colearn_fl.task_adapter import CentralDataFn, DataModuleFn, DefaultLrFn, ModuleFn, TaskAdapter
 
 
 def simulate(
@@ -67,7 +66,7 @@ def simulate(
                           "to use the registered task named by the `task` key).")
     default_lr = None  # a user's own module: its hparams.lr (run_colearning)
     if module_fn is None or datamodule_fn is None:
-        task = TaskAdapter.named(parsed.task)
+        task = TaskAdapter.of_run(parsed).factories(parsed)  # simulate's config: parsed once
         module_fn, datamodule_fn = task.module_fn, task.datamodule_fn
         central_datamodule_fn = central_datamodule_fn or task.central_datamodule_fn
         default_lr = task.default_lr
@@ -85,7 +84,7 @@ def simulate(
             "init_args": {"address": "local"},
         },
     )
-    return run_folder(parsed, 0)
+    return parsed.outputs.folder(0)
 
 
 def with_run_config(context: Context, config: Mapping[str, Any]) -> Context:
@@ -123,5 +122,5 @@ def _apps(
     def main(grid: Grid, context: Context) -> None:
         run_colearning(grid, configured(context), module_fn, central_datamodule_fn, default_lr)
 
-    register_site_functions(client, lambda ctx: (configured(ctx), module_fn, datamodule_fn))
+    register_site_functions(client, lambda run: (module_fn, datamodule_fn), view=configured)
     return server, client

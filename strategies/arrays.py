@@ -8,9 +8,10 @@ whatever dtype a server optimizer computes in.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 
 import numpy as np
-from flwr.app import Array, ArrayRecord
+from flwr.app import Array, ArrayRecord, Message
 
 from strategies.transport import is_floating, to_numpy
 
@@ -58,3 +59,9 @@ def restore_dtypes(averaged: ArrayRecord, reference: ArrayRecord) -> ArrayRecord
         # np.array keeps 0-d buffers 0-d (np.ascontiguousarray would make them 1-d).
         restored[key] = Array(np.array(values, dtype=dtype, order="C").reshape(ref.shape))
     return ArrayRecord(restored)
+
+
+def sent_bytes(replies: Iterable[Message]) -> int:
+    """Bytes of array data in the replies that carry content."""
+    return sum(count_bytes(record) for m in replies if not m.has_error()
+               for record in m.content.array_records.values())

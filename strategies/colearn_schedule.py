@@ -16,19 +16,13 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
-from strategies.arrays import count_bytes, restore_dtypes
+from strategies.arrays import count_bytes, restore_dtypes, sent_bytes
 from strategies.canonical import canonical_order
-from strategies.replies import (
-    SITE_REPORT,
-    average_statistics,
-    even_out,
-    followed_schedule,
-    metrics_of,
-    model_problem,
-    sent_bytes,
-    weight_problem,
-)
-from strategies.schedules import local_epochs, round_lr_bounds, validate_epochs
+from strategies.checks import even_out, metrics_of, model_problem, weight_problem
+from strategies.cycles import round_lr_bounds
+from strategies.epochs import local_epochs, validate_epochs
+from strategies.running_stats import average_statistics
+from strategies.site_report import SITE_REPORT, followed_schedule
 from strategies.streaming import WeightedSum, is_mean_based, replies_reported_as
 from strategies.swa import SwaAverage, refresh_statistics, statistics_keys
 from strategies.transport import carrying, check_transport_dtype, decode, encode
@@ -67,7 +61,7 @@ class CoLearnSchedule(Strategy):
     strategy : Strategy
         The wrapped strategy (``FedAvg``, ``FedAvgM``, ``FedProx``, ``FedAdam``, ...).
     lr_schedule : str (default: "cosine")
-        Cycle shape inside each round; one of ``strategies.schedules.LR_SCHEDULES``.
+        Cycle shape inside each round; one of ``strategies.cycles.LR_SCHEDULES``.
     lr_max : float (default: 0.05)
         Top of the cycle (the constant LR for ``constant``).
     lr_min : float (default: 0.0005)
@@ -75,7 +69,7 @@ class CoLearnSchedule(Strategy):
     lr_gamma : float (default: 0.5)
         Per-round amplitude factor of ``exp-range``.
     epochs_schedule : str (default: "geometric")
-        Local epochs over rounds; one of ``strategies.schedules.EPOCH_SCHEDULES``.
+        Local epochs over rounds; one of ``strategies.epochs.EPOCH_SCHEDULES``.
     epochs_initial : int (default: 1)
         Local epochs in round 1 (T0).
     epochs_mult : float (default: 2.0)
@@ -85,7 +79,7 @@ class CoLearnSchedule(Strategy):
     epochs_budget : int (default: 0)
         ``budget``: pooled epochs to spread over ``num_rounds`` rounds.
     budget_shape : str (default: "geometric")
-        ``budget``: ``geometric``, ``decaying`` or ``flat`` (``strategies.schedules
+        ``budget``: ``geometric``, ``decaying`` or ``flat`` (``strategies.cycles
         .budget_epochs``).
     num_rounds : int (default: 0)
         The run's total rounds, resumed ones included (``budget`` needs it).

@@ -15,9 +15,10 @@ from flwr.app import ConfigRecord, RecordDict
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 
+from strategies.checks import metrics_of
 from strategies.errors import ScheduleError
-from strategies.replies import metrics_of, query_sites
-from strategies.wire import DATA_CHECK, SERVER_ROUND, TRAIN_EXAMPLES, VAL_EXAMPLES
+from strategies.query import query_sites
+from strategies.wire import DATA_CHECK, SERVER_ROUND, TRAIN_EXAMPLES, TRAIN_UNSIZED, VAL_EXAMPLES
 
 # How a ClientApp without colearn-fl's query functions answers them.
 UNANSWERED = "No query function registered"
@@ -42,7 +43,10 @@ def check_site_data(grid: Grid, nodes: Sequence[int],
         values = metrics_of(reply.content) if reply.content.metric_records else {}
         sizes.append({"node-id": node, TRAIN_EXAMPLES: values.get(TRAIN_EXAMPLES),
                       VAL_EXAMPLES: values.get(VAL_EXAMPLES)})
-        if not values.get(TRAIN_EXAMPLES):
+        if values.get(TRAIN_UNSIZED):
+            notes.append(f"node {node}: its training data has no length (e.g. an "
+                         "IterableDataset); it reports the examples it trains on each round")
+        elif not values.get(TRAIN_EXAMPLES):
             problems.append(f"node {node}: no training examples")
     notes += [f"node {node}: no answer within {timeout:g} s" for node in nodes
               if node not in answered]

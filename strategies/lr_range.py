@@ -11,15 +11,15 @@ below the smallest divergence LR any site saw.
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 from flwr.serverapp import Grid
 
+from strategies.checks import metrics_of
 from strategies.errors import ScheduleError
-from strategies.replies import metrics_of, query_sites
+from strategies.query import query_sites
 from strategies.wire import (
     LR_DIVERGED,
     LR_FIND,
@@ -42,17 +42,6 @@ def aggregate_suggestions(sites: Sequence[dict[str, float]]) -> dict[str, float]
     median = float(statistics.median(s[LR_SUGGESTED] for s in sites))
     cap = min(s[LR_DIVERGED] for s in sites) / DIVERGENCE_MARGIN
     return {"lr-max": min(median, cap), "median-suggestion": median, "divergence-cap": cap}
-
-
-def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
-    """The connected nodes once at least ``count`` are (polled every second), or all that
-    are connected after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        nodes = sorted(grid.get_node_ids())
-        if len(nodes) >= count or time.monotonic() >= deadline:
-            return nodes
-        time.sleep(1.0)
 
 
 def federated_range_test(grid: Grid, model: ArrayRecord, nodes: Sequence[int], *,

@@ -22,7 +22,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
 from flwr.serverapp.strategy import Strategy
 
-from strategies.replies import ARRAYS, METRICS
+from strategies.checks import ARRAYS, METRICS
 from strategies.server_optimizers import MEAN_BASED
 from strategies.transport import to_numpy
 from strategies.wire import NUM_EXAMPLES

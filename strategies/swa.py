@@ -20,7 +20,9 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 from flwr.serverapp import Grid
 
-from strategies.replies import STATISTICS, metrics_of, query_sites, weight_problem
+from strategies.checks import metrics_of, weight_problem
+from strategies.query import query_sites
+from strategies.running_stats import STATISTICS
 from strategies.transport import to_numpy
 from strategies.wire import BN_REFRESH, NUM_EXAMPLES, SERVER_ROUND
 

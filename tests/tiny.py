@@ -6,6 +6,7 @@ co-learning rounds must beat chance by a wide margin.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -82,3 +83,23 @@ class TinyData(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(rule_data(200, 999), batch_size=50)
+
+
+FAKE_TRAIN, FAKE_TEST = 120, 30  # images in fake_fashion_mnist's splits
+
+
+def fake_fashion_mnist(folder: Path) -> Path:
+    """A tiny Fashion-MNIST look-alike in ``folder`` (gzip idx files): pixel [0, 0] of image i
+    holds i % 256 (its identity) and its label is i % 10."""
+    import numpy as np
+
+    from tasks.image.fashion_mnist import write_idx
+
+    rng = np.random.default_rng(0)
+    for prefix, size in (("train", FAKE_TRAIN), ("t10k", FAKE_TEST)):
+        images = rng.integers(0, 256, (size, 28, 28), dtype=np.uint8)
+        images[:, 0, 0] = np.arange(size) % 256
+        labels = (np.arange(size) % 10).astype(np.uint8)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return folder

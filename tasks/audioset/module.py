@@ -68,7 +68,7 @@ class AudioSetTagger(SupervisedModule):
         scores.reset()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        # No scheduler: the server's LR cycle (ServerSchedule callback) sets the LR.
+        # No scheduler: the server's LR cycle (LRCycle callback) sets the LR.
         if self.hparams.optimizer == "sgd":
             return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9,
                                    nesterov=True)

@@ -88,7 +88,7 @@ class ImageClassifier(SupervisedModule):
             self.log(name, metric, on_step=False, on_epoch=True, batch_size=len(targets))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        # No scheduler: the server's LR cycle (ServerSchedule callback) sets the LR.
+        # No scheduler: the server's LR cycle (LRCycle callback) sets the LR.
         return torch.optim.SGD(
             self.parameters(),
             lr=self.hparams.lr,

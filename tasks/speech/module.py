@@ -84,6 +84,6 @@ class KeywordSpotter(SupervisedModule):
         self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        # No scheduler: the server's LR cycle (ServerSchedule callback) sets the LR.
+        # No scheduler: the server's LR cycle (LRCycle callback) sets the LR.
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr,
                                momentum=self.hparams.momentum, nesterov=True)

@@ -102,5 +102,5 @@ class ToxicClassifier(SupervisedModule):
                             gradient_clip_algorithm=gradient_clip_algorithm or "norm")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        # No scheduler: the server's LR cycle (ServerSchedule callback) sets the LR.
+        # No scheduler: the server's LR cycle (LRCycle callback) sets the LR.
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

@@ -29,7 +29,7 @@ def test_experiment_file_keys_values_and_model_are_valid(path: Path) -> None:
     run_config = {**DEFAULTS, **overrides}
     config = RunConfig.from_dict(run_config)
     adapter = TaskAdapter.named(config.task)
-    adapter.config(run_config)  # the task's own keys parse and validate
+    adapter.config(config)  # the task's own keys parse and validate
 
     # Assert: flwr refuses keys the app does not declare; the model must exist in the task
     assert set(overrides) <= set(DEFAULTS), set(overrides) - set(DEFAULTS)

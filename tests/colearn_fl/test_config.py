@@ -18,7 +18,7 @@ def test_pyproject_defaults_equal_runconfig_defaults() -> None:
     # Prepare
     declared = tomllib.loads(PYPROJECT.read_text())["tool"]["flwr"]["app"]["config"]
     # Execute: the common keys and every registered task's own keys
-    defaults = section_defaults(RunConfig)
+    defaults = RunConfig.defaults()
     for name in list_tasks():
         section = get_task(name).config
         overlap = set(defaults) & set(section_defaults(section))
@@ -30,7 +30,8 @@ def test_pyproject_defaults_equal_runconfig_defaults() -> None:
 
 def test_parses_kebab_case_and_keeps_unknown_keys() -> None:
     config = RunConfig.from_dict({"lr-max": 1, "epochs-mult": 3, "resume": "true", "mine": 5})
-    assert (config.lr_max, config.epochs_mult, config.resume) == (1.0, 3.0, True)
+    assert (config.schedule.lr_max, config.schedule.epochs_mult, config.outputs.resume) == (
+        1.0, 3.0, True)
     assert config.extra == {"mine": 5}
 
 
@@ -84,12 +85,12 @@ def test_round_epochs_of_a_budget_sum_to_it() -> None:
     ],
 )
 def test_cycle_resolves_default_and_auto(raw: dict, default_top, expected) -> None:
-    top, bottom = RunConfig.from_dict(raw).cycle(default_top)
+    top, bottom = RunConfig.from_dict(raw).schedule.cycle(default_top)
     assert top == expected[0]
     assert bottom == pytest.approx(expected[1]) if expected[1] is not None else bottom is None
 
 
-@pytest.mark.skipif(__import__("colearn_fl.trainer").trainer.tensorboard_available(),
+@pytest.mark.skipif(__import__("colearn_fl.config").config.tensorboard_available(),
                     reason="tensorboard is installed here")
 def test_tensorboard_logger_without_the_package_names_the_fix() -> None:
     with pytest.raises(ConfigError, match="logger='tensorboard' needs the tensorboard package"):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from colearn_fl.cli import main
-from colearn_fl.processes import pids_mentioning
+from colearn_fl.deploy.superlink import pids_mentioning
 
 REPO = Path(__file__).resolve().parents[2]
 FLWR = Path(sys.executable).with_name("flwr")

@@ -16,9 +16,9 @@ from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
 from flwr.simulation import run_simulation
 
 import colearn_fl
-from colearn_fl.client import evaluate_round, train_round
-from colearn_fl.server import run_colearning
+from colearn_fl.server.server_app import run_colearning
 from colearn_fl.simulation import with_run_config
+from colearn_fl.site.rounds import SiteCall, evaluate_round, train_round
 from tests.colearn_fl import stock_flower
 from tests.tiny import TinyClassifier, TinyData
 
@@ -50,15 +50,15 @@ def mixed_client(config: dict) -> ClientApp:
     def train(msg: Message, context: Context) -> Message:
         if context.node_config["partition-id"] == 0:
             return stock_flower.train(msg, context)
-        return train_round(msg, with_run_config(context, config), lambda cfg: TinyClassifier(),
-                           site_data)
+        return train_round(msg, SiteCall.of(with_run_config(context, config),
+                                            lambda cfg: TinyClassifier(), site_data))
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
         if context.node_config["partition-id"] == 0:
             return stock_flower.evaluate(msg, context)
-        return evaluate_round(msg, with_run_config(context, config),
-                              lambda cfg: TinyClassifier(), site_data)
+        return evaluate_round(msg, SiteCall.of(with_run_config(context, config),
+                              lambda cfg: TinyClassifier(), site_data))
 
     return app
 

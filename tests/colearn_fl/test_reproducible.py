@@ -11,7 +11,7 @@ import torch
 from flwr.app import Context, Message
 from flwr.clientapp.typing import ClientAppCallable
 
-from colearn_fl.checkpoint import load_checkpoint
+from colearn_fl.server.checkpoint import load_checkpoint
 from colearn_fl.simulation import simulate
 from tests.tiny import TinyClassifier, TinyData
 

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from flwr.app import Context
 
-from colearn_fl.bn_refresh import input_moments
 from colearn_fl.simulation import simulate
+from colearn_fl.site.bn_refresh import input_moments
 from tests.tiny import TinyClassifier, TinyData
 
 

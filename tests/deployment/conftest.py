@@ -6,8 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from colearn_fl.deploy import make_certificates, make_node_keys, write_site_shards
+from colearn_fl.deploy.tls import make_certificates, make_node_keys
 from tasks.image.fashion_mnist import DEFAULT_DATA_DIR
+from tasks.image.shards import write_site_shards
 from tests.deployment.federation import (
     SHARD_SAMPLES,
     SITES,

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from colearn_fl.checkpoint import load_checkpoint
-from colearn_fl.results import read_history
+from colearn_fl.server.checkpoint import load_checkpoint
+from colearn_fl.server.history import read_history
 from tasks.image.fashion_mnist import DEFAULT_DATA_DIR, split_available
 from tests.deployment.federation import CONNECTION, SITES, StartFederation, alive, wait_until
 

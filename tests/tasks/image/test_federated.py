@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from colearn_fl.checkpoint import load_checkpoint
+from colearn_fl.server.checkpoint import load_checkpoint
 from colearn_fl.simulation import simulate
 from tests.tasks.image.test_data import write_cifar
 
@@ -18,7 +18,7 @@ def test_densenet_40_federates_on_cifar_batches_in_bf16(tmp_path: Path) -> None:
 
     # Execute: 2 sites, 2 rounds of 1 epoch, a non-default model, bf16 autocast; a set
     # lr-max (this model's default, 'auto', runs the LR range test: tests/colearn_fl/
-    # test_lr_auto.py)
+    # tests/colearn_fl/site/test_lr_range.py)
     folder = simulate({"data-dir": str(data_dir), "model": "densenet-40", "batch-size": 10,
                        "num-server-rounds": 2, "epochs-schedule": "fixed",
                        "epochs-initial": 1, "lr-max": 0.05, "precision": "bf16-mixed",

@@ -10,8 +10,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from colearn_fl.server_schedule import ServerSchedule
 from colearn_fl.simulation import simulate
+from colearn_fl.site.callbacks.lr_cycle import LRCycle
 from tasks import get_task
 from tasks.errors import ConfigError
 from tasks.shared import Site
@@ -145,7 +145,7 @@ def test_a_site_trainer_learns_the_tones_on_the_real_data_path(tmp_path: Path) -
     module, data = build_module(config, model="tiny-conv"), build_datamodule(config, site)
     trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False,
-                         accelerator="cpu", callbacks=[ServerSchedule("cosine", 0.05, 0.0005)])
+                         accelerator="cpu", callbacks=[LRCycle("cosine", 0.05, 0.0005)])
 
     # Execute
     trainer.fit(module, datamodule=data)

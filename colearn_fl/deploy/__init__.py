@@ -1,0 +1,2 @@
+"""Running a real federation: TLS and SuperNode-authentication material, and the local
+SuperLink that ``flwr run`` leaves behind."""

@@ -1,0 +1,36 @@
+"""Central evaluation: the global model on the server's own test split, every round."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from logging import WARNING
+from typing import Any
+
+import pytorch_lightning as pl
+from flwr.supercore import log
+
+from colearn_fl.task_adapter import CentralDataFn
+from colearn_fl.trainer import make_trainer
+
+CentralEval = Callable[[pl.LightningModule], dict[str, float]]
+
+
+def central_evaluator(datamodule_fn: CentralDataFn | None, raw: dict[str, Any],
+                      precision: str = "32-true") -> CentralEval | None:
+    """Set up the server's test data once; return a function that evaluates a module on it
+    (in the sites' ``precision``), or ``None`` when ``datamodule_fn`` gives no data."""
+    datamodule = datamodule_fn(raw) if datamodule_fn else None
+    if datamodule is None:
+        log(WARNING, "[colearn] the server has no test data: central evaluation is skipped "
+            "(only the sites' federated metrics are recorded)")
+        return None
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    loader = datamodule.test_dataloader()
+
+    def evaluate(module: pl.LightningModule) -> dict[str, float]:
+        trainer = make_trainer(precision, [], progress_bar=False)
+        results = trainer.test(module, dataloaders=loader, verbose=False)
+        return {k: float(v) for k, v in (results[0] if results else {}).items()}
+
+    return evaluate

@@ -1,0 +1,116 @@
+"""Round history -> ``history.json`` + ``history.csv`` + ``run-log.json`` (the plots are in
+``colearn_fl.server.plots``).
+
+A history is a list of flat rows, one per round (round 0 is the initial model's central
+evaluation). Keys are kebab-case; metric keys are prefixed ``federated-`` (the sites' weighted
+average) or ``central-`` (the server's test split).
+
+``history.json`` and ``history.csv`` hold what the seed and the run config determine, so a
+rerun writes the same bytes (see ``deterministic``). What differs from run to run even when
+the results do not (wall times ``RUN_DEPENDENT``, the sites' error texts, Flower's node ids,
+which it draws at random) is in ``run-log.json``, which holds the full rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+HISTORY_JSON = "history.json"
+HISTORY_CSV = "history.csv"
+RUN_LOG_JSON = "run-log.json"
+RUN_DEPENDENT = ("round-s", "elapsed-s", "errors")  # row keys kept out of history.json
+NODE_ID = "node-id"  # Flower's id of a site's node: random per simulation
+
+Row = dict[str, Any]
+
+
+RUNNING, COMPLETED, FAILED = "running", "completed", "failed"  # history.json's status
+
+
+def write_history(folder: Path, rows: Sequence[Row], run_config: dict[str, Any],
+                  status: str = RUNNING, reason: str = "") -> None:
+    """Write ``history.json`` (status, rows, run config), ``history.csv`` (one line per
+    round) and ``run-log.json`` (the same with the run-dependent facts: ``reproducible``).
+
+    ``status`` is ``running`` while rounds remain, then ``completed`` or ``failed`` (with
+    ``reason``). Non-finite numbers are written as ``null``, so the file is valid JSON for
+    every reader. The CSV holds the scalar columns; lists (e.g. ``site-reports``, what each
+    site did) are in the JSON only.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    head = {"status": status, **({"reason": reason} if reason else {}), "run-config": run_config}
+    _write_json(folder / RUN_LOG_JSON, {**head, "rounds": list(rows)})
+    rows = [reproducible(row) for row in rows]
+    _write_json(folder / HISTORY_JSON, {**head, "rounds": rows})
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k, v in row.items()
+                    if k not in columns and not isinstance(v, (list, dict))]
+    columns.sort(key=_column_rank)
+    with (folder / HISTORY_CSV).open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def reproducible(row: Row) -> Row:
+    """``row`` without what changes from run to run when the results do not: the
+    ``RUN_DEPENDENT`` keys and every ``node-id`` in its lists of site records."""
+    return {k: _without_node_ids(v) for k, v in row.items() if k not in RUN_DEPENDENT}
+
+
+def _without_node_ids(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_node_ids(v) for k, v in value.items() if k != NODE_ID}
+    if isinstance(value, list):
+        return [_without_node_ids(v) for v in value]
+    return value
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    text = json.dumps(_finite(payload), indent=2, default=float, allow_nan=False)
+    path.write_text(text + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity (nested in dicts and lists) replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def read_status(folder: Path) -> tuple[str, str]:
+    """The (status, reason) ``history.json`` in ``folder`` records."""
+    payload = json.loads((folder / HISTORY_JSON).read_text())
+    return payload.get("status", ""), payload.get("reason", "")
+
+
+_COLUMN_ORDER = ("round", "local-epochs", "lr-schedule", "lr-max", "lr-min", "train-loss",
+                 "federated-", "central-", "sites-", "model-bytes", "bytes-")
+
+
+def _column_rank(column: str) -> int:
+    """CSV columns: round and schedule, losses, metrics, sites, bytes; others last."""
+    for rank, prefix in enumerate(_COLUMN_ORDER):
+        if column == prefix or (prefix.endswith("-") and column.startswith(prefix)):
+            return rank
+    return len(_COLUMN_ORDER)
+
+
+def read_history(folder: Path) -> list[Row]:
+    """The full rows of the run in ``folder`` (``run-log.json``: with wall times, errors and
+    node ids; ``history.json`` when a run left no log)."""
+    path = folder / RUN_LOG_JSON
+    return list(json.loads((path if path.exists() else folder / HISTORY_JSON).read_text())
+                ["rounds"])
+
+

@@ -1,0 +1,170 @@
+"""What the server does after every round: evaluate centrally, record, checkpoint, report."""
+
+from __future__ import annotations
+
+import math
+import time
+from logging import INFO
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from flwr.app import ArrayRecord, MetricRecord
+from flwr.supercore import log
+
+from colearn_fl.arrays import arrays_to_state_dict
+from colearn_fl.errors import ColearnError
+from colearn_fl.server.central_eval import CentralEval
+from colearn_fl.server.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from colearn_fl.server.history import Row, write_history
+from colearn_fl.server.plots import CURVES_PNG, plot_curves
+from colearn_fl.trainer import make_logger
+from strategies import CoLearnSchedule
+from strategies.query import short_reason
+
+
+class RoundRecorder:
+    """The ``evaluate_fn`` given to ``Strategy.start``: called before round 1 and after each.
+
+    After round ``r`` it evaluates the global model on the server's test data (when there is
+    any), appends a history row (schedule sent, train loss, federated and central metrics,
+    sites, bytes, wall time), checkpoints atomically and logs one line.
+
+    Parameters
+    ----------
+    strategy : CoLearnSchedule
+        The running strategy; its ``rounds`` hold what each round sent and received.
+    module : pl.LightningModule
+        A module of the federated architecture, used to evaluate and to checkpoint.
+    folder : Path
+        The run folder (history, checkpoint, curves).
+    run_config : dict
+        Stored in the history and the checkpoint, so a run can be resumed and audited.
+    logger : str
+        The run config's ``logger``: the Lightning logger kind the history also goes to.
+    central_eval : Callable or None
+        Evaluates a module on the server's test split and returns its metrics.
+    history : list of rows
+        Rows of rounds completed before this start (resume); new rows are appended.
+    total_rounds : int
+        The run's last round, for the log line.
+    """
+
+    def __init__(
+        self,
+        strategy: CoLearnSchedule,
+        module: pl.LightningModule,
+        folder: Path,
+        run_config: dict[str, Any],
+        logger: str,
+        central_eval: CentralEval | None,
+        history: list[Row],
+        total_rounds: int,
+    ) -> None:
+        self.strategy, self.module, self.folder = strategy, module, folder
+        self.run_config, self.central_eval = run_config, central_eval
+        self.history, self.total_rounds = history, total_rounds
+        self._elapsed_before = float(history[-1]["elapsed-s"]) if history else 0.0
+        # The same kind of Lightning logger as the sites' (run-config logger), one step a round
+        self.logger = make_logger(logger, folder, "server", "")
+        for row in history:  # resumed: the logger's file starts afresh, with every round
+            self._log(row)
+        self._started = time.monotonic()
+        self._last = self._started
+
+    def __call__(self, loop_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        server_round = loop_round + self.strategy.round_offset
+        if loop_round == 0 and server_round > 0:
+            return None  # resumed: this model was evaluated when its round ended
+        if loop_round == 1:
+            _stop_if_no_site_trained(self.strategy.rounds.get(server_round, {}), server_round)
+        model = self.strategy.evaluation_model(arrays)  # the SWA average once it has begun
+        self.module.load_state_dict(arrays_to_state_dict(model), strict=True)
+        central = self.central_eval(self.module) if self.central_eval else {}
+        row = self._row(server_round, central)
+        self.history.append(row)
+        if server_round > 0:
+            payload = {"round": server_round, "state_dict": self.module.state_dict(),
+                       "history": self.history, "run-config": self.run_config}
+            if model is not arrays:  # SWA: the sites train on from the global model
+                payload["training-state-dict"] = arrays_to_state_dict(arrays)
+                payload["swa"] = self.strategy.swa.state_dict()
+            save_checkpoint(self.folder / CHECKPOINT_NAME, payload)
+        write_history(self.folder, self.history, self.run_config)
+        self._log(row)
+        plot_curves(self.folder / CURVES_PNG, self.history, _main_metric(self.history))
+        log(INFO, "%s", _round_line(row, self.total_rounds))
+        _stop_if_diverged(row)
+        return MetricRecord(central) if central else None
+
+    def _log(self, row: Row) -> None:
+        self.logger.log_metrics({k: float(v) for k, v in row.items() if k != "round" and
+                                 isinstance(v, (int, float)) and not isinstance(v, bool)},
+                                step=int(row["round"]))
+        self.logger.save()
+
+    def finish(self, status: str, reason: str = "") -> None:
+        """Record how the run ended (``completed``, or ``failed`` and why) in history.json."""
+        write_history(self.folder, self.history, self.run_config, status, reason)
+
+    def _row(self, server_round: int, central: dict[str, float]) -> Row:
+        now = time.monotonic()
+        record = self.strategy.rounds.get(server_round, {})
+        row: Row = {"round": server_round, **record.get("schedule", {})}
+        row.update({k: v for k, v in record.get("train-metrics", {}).items()})
+        row.update({f"federated-{k}": v for k, v in record.get("federated-metrics", {}).items()})
+        row.update({f"central-{k}": v for k, v in central.items()})
+        row.update({k: v for k, v in record.items()
+                    if k.startswith(("sites-", "site-", "model-", "bytes-", "swa-", "lr-"))})
+        if record.get("errors"):  # the sites' error texts: run-log.json only (RUN_DEPENDENT)
+            row["errors"] = list(record["errors"])
+        row["round-s"] = round(now - self._last, 3)
+        row["elapsed-s"] = round(self._elapsed_before + now - self._started, 3)
+        self._last = now
+        return row
+
+
+def _stop_if_no_site_trained(record: dict[str, Any], server_round: int) -> None:
+    """A first round in which every site failed means a setup error: stop and say why."""
+    if record.get("sites-sent") and not record.get("sites-averaged"):
+        reasons = "; ".join(dict.fromkeys(short_reason(r) for r in record.get("errors", [])))
+        raise ColearnError(
+            f"round {server_round}: none of the {record['sites-sent']} sites returned a usable "
+            f"model, so the run stops here. The sites reported: {reasons or 'see the log'}"
+        )
+
+
+def _stop_if_diverged(row: dict[str, Any]) -> None:
+    """A non-finite central loss means training diverged: stop and name the LR."""
+    loss = row.get("central-loss")
+    if isinstance(loss, float) and not math.isfinite(loss):
+        top = row.get("lr-max")
+        raise ColearnError(
+            f"round {row['round']}: the global model's central loss is {loss}: training "
+            f"diverged. Lower lr-max (this round's cycle top: {top}), or use lr-max='auto'.")
+
+
+def _main_metric(history: list[Row]) -> str:
+    """The first central (else federated) metric other than the loss, for the plot."""
+    for prefix in ("central-", "federated-"):
+        for key in history[-1]:
+            if key.startswith(prefix) and not key.endswith("loss"):
+                return key.removeprefix(prefix)
+    return "loss"
+
+
+def _round_line(row: Row, total_rounds: int) -> str:
+    """One line per round: round, epochs, LR range, metrics, elapsed time."""
+    parts = [f"[colearn] round {row['round']}/{total_rounds}"]
+    if "local-epochs" in row:
+        parts.append(f"epochs {row['local-epochs']}")
+        parts.append(f"lr {row['lr-schedule']} {row['lr-max']:.4g}->{row['lr-min']:.4g}")
+    if "sites-sent" in row:
+        parts.append("sites: " + ", ".join(f"{row.get(f'sites-{k}', 0)} {k}" for k in
+                                           ("sent", "failed", "dropped", "averaged")))
+    if isinstance(row.get("train-loss"), float):
+        parts.append(f"train-loss {row['train-loss']:.4f}")
+    parts += [f"{k} {v:.4f}" for k, v in row.items()
+              if k.startswith(("central-", "federated-")) and isinstance(v, float)]
+    parts.append(f"{row['elapsed-s']:.1f} s")
+    return " | ".join(parts)

@@ -1,0 +1,108 @@
+"""``RoundStats``: what a site measures in a round and reports back (train loss, examples,
+epochs run, the LR of its first and last step)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities.data import extract_batch_size
+from typing_extensions import override
+
+PUBLISHED = "colearn-round/"  # prefix of the figures put in trainer.callback_metrics
+
+
+class RoundStats(Callback):
+    """What a site reports: mean training loss over the round's batches, examples per epoch
+    and evaluated, epochs run, and the LR of the round's first and last optimizer step.
+
+    Reads the loss the module's ``training_step`` returns (a tensor or a dict with ``loss``),
+    so a user's module needs no change. Put it after ``LRCycle`` in the callbacks, so
+    it reads the LR the cycle set for the step.
+
+    Under distributed training (a site with ``devices > 1``) the examples and losses are
+    summed over the workers when training ends, and the figures are put in
+    ``trainer.callback_metrics``, which Lightning hands from rank 0 back to the process that
+    called ``fit``: call ``read_back(trainer)`` there after ``fit``.
+    """
+
+    def __init__(self) -> None:
+        self._loss_sum = 0.0
+        self._batches = 0
+        self._epoch_examples = 0
+        self.examples_per_epoch = 0
+        self.eval_examples = 0
+        self.epochs_run = 0
+        self.lr_first = math.nan
+        self.lr_last = math.nan
+
+    @property
+    def mean_loss(self) -> float:
+        """Mean of the per-batch training losses seen so far (NaN before any batch)."""
+        return self._loss_sum / self._batches if self._batches else math.nan
+
+    @override
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_examples = 0
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor):
+            self._loss_sum += float(loss.detach())
+            self._batches += 1
+        self._epoch_examples += extract_batch_size(batch)
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.examples_per_epoch = max(self.examples_per_epoch, self._epoch_examples)
+        self.epochs_run += 1
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.world_size > 1:  # every worker saw its share: sum over them
+            sums = trainer.strategy.reduce(torch.tensor(
+                [float(self.examples_per_epoch), self._loss_sum, float(self._batches)],
+                dtype=torch.float64, device=pl_module.device), reduce_op="sum")
+            self.examples_per_epoch = int(sums[0])
+            self._loss_sum, self._batches = float(sums[1]), int(sums[2])
+        for name, value in self._published().items():
+            trainer.callback_metrics[PUBLISHED + name] = torch.tensor(value, dtype=torch.float64)
+
+    def _published(self) -> dict[str, float]:
+        return {"examples-per-epoch": self.examples_per_epoch, "loss-sum": self._loss_sum,
+                "batches": self._batches, "epochs-run": self.epochs_run,
+                "lr-first": self.lr_first, "lr-last": self.lr_last}
+
+    def read_back(self, trainer: pl.Trainer) -> None:
+        """Take the training figures from ``trainer.callback_metrics`` (where a spawned rank
+        0 left them); a no-op when training ran in this process."""
+        metrics = trainer.callback_metrics
+        if PUBLISHED + "batches" not in metrics:
+            return
+        value = {name: float(metrics[PUBLISHED + name]) for name in self._published()}
+        self.examples_per_epoch, self.epochs_run = (int(value["examples-per-epoch"]),
+                                                    int(value["epochs-run"]))
+        self._loss_sum, self._batches = value["loss-sum"], int(value["batches"])
+        self.lr_first, self.lr_last = value["lr-first"], value["lr-last"]
+
+    @override
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
+    ) -> None:
+        self.lr_last = float(optimizer.param_groups[0]["lr"])
+        if math.isnan(self.lr_first):
+            self.lr_first = self.lr_last
+
+    @override
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int, dataloader_idx: int = 0,
+    ) -> None:
+        self.eval_examples += extract_batch_size(batch)

@@ -1,0 +1,92 @@
+"""The site side: a Flower ClientApp that trains and evaluates a user's LightningModule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import Mod
+
+from colearn_fl.config import RunConfig
+from colearn_fl.site.clipping_mod import clipping_mod
+from colearn_fl.site.rounds import (
+    SiteCall,
+    data_check_round,
+    evaluate_round,
+    lr_find_round,
+    refresh_round,
+    train_round,
+)
+from colearn_fl.task_adapter import DataModuleFn, ModuleFn
+from strategies import wire
+
+
+def client_app(
+    module_fn: ModuleFn, datamodule_fn: DataModuleFn, mods: list[Mod] | None = None
+) -> ClientApp:
+    """A ClientApp that federates a LightningModule with co-learning.
+
+    Parameters
+    ----------
+    module_fn : Callable[[dict], LightningModule]
+        Builds the user's module from the run config; its ``configure_optimizers`` picks the
+        optimizer, the server's cycle sets the LR.
+    datamodule_fn : Callable[[Context], LightningDataModule]
+        Builds this site's data (``train_dataloader`` for training, ``val_dataloader`` for
+        evaluation) from the Flower context (``node_config`` holds ``data-dir`` or the
+        simulation partition).
+    mods : list of Flower mods, optional
+        Flower client mods wrapped around both handlers, outermost first. They run outside
+        colearn-fl's DP clipping mod (``colearn_fl.site.clipping_mod.clipping_mod``, a pass-through
+        unless ``dp-noise-multiplier > 0``), so they see each reply exactly as it leaves the
+        site.
+
+    Returns
+    -------
+    ClientApp
+        Train replies carry the full state_dict, ``num-examples`` and ``train-loss``; evaluate
+        replies carry ``num-examples`` and every metric the module logs in validation. Three
+        query actions serve co-learning's extra rounds: ``data_check`` (open the data, reply
+        its sizes, before round 1), ``bn_refresh`` (the SWA model's normalisation statistics
+        over this site's training data) and ``lr_find`` (an LR range test for
+        ``lr-max='auto'``).
+    """
+    app = ClientApp(mods=[*(mods or []), clipping_mod])
+    return register_site_functions(app, lambda run: (module_fn, datamodule_fn))
+
+
+SiteFactories = Callable[[RunConfig], tuple[ModuleFn, DataModuleFn]]  # a run's factories
+ContextView = Callable[[Context], Context]  # the context a site's functions see
+
+
+def register_site_functions(app: ClientApp, factories: SiteFactories,
+                            view: ContextView | None = None) -> ClientApp:
+    """Register co-learning's site functions on ``app``: ``train``, ``evaluate`` and the
+    query actions of ``strategies.wire`` (``bn_refresh``, ``lr_find``).
+
+    Each message's run config is parsed once, here, and passed down. ``factories(run)``
+    gives the run's module and data factories, and ``view(context)`` the context the
+    functions see (``simulate``: one holding its run config); the one place ``client_app``,
+    ``colearn_fl.apps`` and ``simulate`` differ.
+    """
+    handlers: dict[str, Callable[[Message, SiteCall], Message]] = {
+        "train": train_round, "evaluate": evaluate_round, wire.BN_REFRESH: refresh_round,
+        wire.LR_FIND: lr_find_round, wire.DATA_CHECK: data_check_round}
+    for message_type, handler in handlers.items():
+        category, _, action = message_type.partition(".")
+        register = getattr(app, category)(action) if action else getattr(app, category)()
+        register(_bound(handler, factories, view))
+    return app
+
+
+def _bound(handler: Callable[[Message, SiteCall], Message], factories: SiteFactories,
+           view: ContextView | None) -> Callable[[Message, Context], Message]:
+    def function(msg: Message, context: Context) -> Message:
+        seen = view(context) if view else context
+        run = RunConfig.from_dict(seen.run_config)  # once per message
+        module_fn, datamodule_fn = factories(run)
+        return handler(msg, SiteCall(seen, run, module_fn, datamodule_fn))
+
+    function.__name__ = handler.__name__
+    return function

@@ -1,0 +1,81 @@
+"""History files, curves, and atomic checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+
+import pytest
+import torch
+
+from colearn_fl.errors import ConfigError
+from colearn_fl.server.checkpoint import load_checkpoint, save_checkpoint
+from colearn_fl.server.history import read_history, write_history
+from colearn_fl.server.plots import plot_curves
+
+ROWS = [
+    {"round": 0, "central-accuracy": 0.1},
+    {"round": 1, "local-epochs": 1, "lr-schedule": "cosine", "lr-max": 0.1, "lr-min": 0.0,
+     "train-loss": 0.9, "central-accuracy": 0.7, "federated-accuracy": 0.69},
+    {"round": 2, "local-epochs": 2, "lr-schedule": "cosine", "lr-max": 0.1, "lr-min": 0.0,
+     "train-loss": 0.5, "central-accuracy": 0.8, "federated-accuracy": 0.79},
+]
+
+
+def test_history_json_and_csv(tmp_path) -> None:
+    write_history(tmp_path, ROWS, {"lr-max": 0.1})
+    assert read_history(tmp_path) == ROWS
+    assert json.loads((tmp_path / "history.json").read_text())["run-config"] == {"lr-max": 0.1}
+    with (tmp_path / "history.csv").open() as handle:
+        lines = list(csv.DictReader(handle))
+    assert [line["round"] for line in lines] == ["0", "1", "2"]
+    assert lines[2]["local-epochs"] == "2" and lines[0]["local-epochs"] == ""
+
+
+def test_run_dependent_facts_stay_out_of_history_json(tmp_path) -> None:
+    # Prepare: a round with wall times, error texts and Flower's node ids
+    row = {"round": 1, "train-loss": 0.5, "round-s": 12.5, "elapsed-s": 20.0,
+           "errors": ["node 7: stuck"],
+           "site-reports": [{"node-id": 7, "num-examples": 10, "followed": True}],
+           "lr-range-test": {"lr-max": 0.1, "sites": [{"node-id": 7, "lr-suggested": 0.1}]}}
+    # Execute
+    write_history(tmp_path, [row], {"seed": 0})
+    # Assert: history.json and .csv hold what a rerun reproduces; run-log.json everything
+    kept = json.loads((tmp_path / "history.json").read_text())["rounds"][0]
+    assert kept == {"round": 1, "train-loss": 0.5,
+                    "site-reports": [{"num-examples": 10, "followed": True}],
+                    "lr-range-test": {"lr-max": 0.1, "sites": [{"lr-suggested": 0.1}]}}
+    with (tmp_path / "history.csv").open() as handle:
+        assert next(csv.reader(handle)) == ["round", "train-loss"]
+    assert read_history(tmp_path) == [row]
+    assert json.loads((tmp_path / "run-log.json").read_text())["rounds"] == [row]
+
+
+def test_curves_png_is_written(tmp_path) -> None:
+    plot_curves(tmp_path / "curves.png", ROWS, "accuracy")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_checkpoint_round_trip(tmp_path) -> None:
+    path = tmp_path / "run" / "checkpoint.pt"
+    save_checkpoint(path, {"round": 3, "state_dict": {"w": torch.ones(2)}})
+    loaded = load_checkpoint(path)
+    assert loaded["round"] == 3 and torch.equal(loaded["state_dict"]["w"], torch.ones(2))
+
+
+def test_failed_write_keeps_the_last_good_checkpoint(tmp_path) -> None:
+    # Prepare
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"round": 1})
+    # Execute: a payload that cannot be pickled fails mid-write
+    with pytest.raises((AttributeError, pickle.PicklingError)):
+        save_checkpoint(path, {"round": 2, "bad": lambda: None})
+    # Assert: round 1's checkpoint is intact and no temporary file is left
+    assert load_checkpoint(path)["round"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_missing_checkpoint_names_the_fix(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="resume=true but there is no checkpoint"):
+        load_checkpoint(tmp_path / "checkpoint.pt")
