@@ -15,6 +15,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from colearn_fl.config import RunConfig
 from colearn_fl.logs import quiet_ray
+from colearn_fl.server.failure_line import one_line_failures
 from colearn_fl.server.server_app import run_colearning
 from colearn_fl.site.client_app import register_site_functions
 from colearn_fl.site.clipping_mod import clipping_mod
@@ -37,6 +38,7 @@ register_site_functions(client, site_factories)  # train, evaluate, bn_refresh, 
 @server.main()
 def main(grid: Grid, context: Context) -> None:
     """Run co-learning for the task the run config names."""
+    one_line_failures()  # a bad key ends the stream with one line, not a traceback
     run = RunConfig.from_dict(context.run_config)
     task = TaskAdapter.of_run(run).factories(run)
     run_colearning(grid, context, task.module_fn, task.central_datamodule_fn, task.default_lr,

@@ -17,11 +17,8 @@ from flwr.serverapp import Grid
 
 from strategies.checks import metrics_of
 from strategies.errors import ScheduleError
-from strategies.query import query_sites
+from strategies.query import query_sites, unhandled
 from strategies.wire import DATA_CHECK, SERVER_ROUND, TRAIN_EXAMPLES, TRAIN_UNSIZED, VAL_EXAMPLES
-
-# How a ClientApp without colearn-fl's query functions answers them.
-UNANSWERED = "No query function registered"
 
 
 def check_site_data(grid: Grid, nodes: Sequence[int],
@@ -36,9 +33,13 @@ def check_site_data(grid: Grid, nodes: Sequence[int],
         if reason is not None:
             # Only an exception the site's own code raised is about its data; an unreachable
             # node or a ClientApp without the query function may still train later.
-            about_data = (reply.error.code == ErrorCode.CLIENT_APP_RAISED_EXCEPTION
-                          and UNANSWERED not in reason)
-            (problems if about_data else notes).append(f"node {node}: {reason}")
+            if unhandled(reply):
+                notes.append(f"node {node}: not a colearn-fl site (its ClientApp has no "
+                             "data_check query); it takes part in training")
+            elif reply.error.code == ErrorCode.CLIENT_APP_RAISED_EXCEPTION:
+                problems.append(f"node {node}: {reason}")
+            else:
+                notes.append(f"node {node}: {reason}; it may still train")
             continue
         values = metrics_of(reply.content) if reply.content.metric_records else {}
         sizes.append({"node-id": node, TRAIN_EXAMPLES: values.get(TRAIN_EXAMPLES),
@@ -48,8 +49,8 @@ def check_site_data(grid: Grid, nodes: Sequence[int],
                          "IterableDataset); it reports the examples it trains on each round")
         elif not values.get(TRAIN_EXAMPLES):
             problems.append(f"node {node}: no training examples")
-    notes += [f"node {node}: no answer within {timeout:g} s" for node in nodes
-              if node not in answered]
+    notes += [f"node {node}: no answer within {timeout:g} s; it may still train"
+              for node in nodes if node not in answered]
     if problems:
         raise ScheduleError("the data check before round 1 failed at "
                             f"{len(problems)} of {len(nodes)} site(s):\n  "

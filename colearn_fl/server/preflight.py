@@ -92,7 +92,7 @@ def check_data(grid: Grid, nodes: list[int], config: RunConfig) -> list[dict[str
         raise DataError(f"{error}\nNo site trained. Fix the data (docs/data.md) and start "
                         "the run again.") from None
     for note in notes:
-        log(WARNING, "[colearn] data check: %s; the site may still train", note)
+        log(WARNING, "[colearn] data check: %s", note)
     log(INFO, "[colearn] data check: %d site(s), %s training examples", len(sizes),
         sum(s.get("train-examples") or 0 for s in sizes))
     return sizes
