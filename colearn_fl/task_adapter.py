@@ -158,7 +158,7 @@ class TaskAdapter:
     @property
     def lr_source(self) -> str:
         """Where ``lr`` comes from, for the server's log."""
-        return f"task {self.task.name!r}'s tuned bound"
+        return f"the {self.task.name} task's tuned bound for its model"
 
     def factories(self, run: RunConfig) -> RunFactories:
         """This run's factories in the Flower form, bound to ``run`` (parsed once): the apps
