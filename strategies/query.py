@@ -103,8 +103,8 @@ def query_sites(grid: Grid, message_type: str, content: RecordDict, nodes: Seque
     reason (which the caller reports: the runtime's tracebacks are left out meanwhile)."""
     messages = [Message(content=content, message_type=message_type, dst_node_id=node)
                 for node in nodes]
-    with quiet_queries().query():
-        replies = grid.send_and_receive(messages, timeout=timeout)
+    with quiet_queries().query():  # (send_and_receive may be lazy: wait for every reply here)
+        replies = list(grid.send_and_receive(messages, timeout=timeout))
     for reply in canonical_order(replies):
         reason = short_reason(reply.error.reason) if reply.has_error() else None
         yield reply.metadata.src_node_id, reply, reason

@@ -19,6 +19,7 @@ def run(script: str, *args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 def test_communication_ratios() -> None:
     out = run("communication.py", "--smoke")
     ratios = {m[0]: float(m[1]) for m in re.findall(r"(\w+) \| ([0-9.]+) \|", out)}
@@ -28,6 +29,7 @@ def test_communication_ratios() -> None:
     assert ratios["float16"] <= 1.01 and ratios["bfloat16"] <= 1.0
 
 
+@pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 def test_overhead_ratio_is_printed() -> None:
     out = run("overhead.py", "--smoke")
     ratio = float(re.search(r"overhead ratio\s+:\s+([0-9.]+)", out).group(1))
@@ -48,6 +50,7 @@ def test_model_zoo_table_is_printed() -> None:
     assert float(rows["tiny-cnn"]) < float(rows["small-cnn"])
 
 
+@pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 def test_scale_ratios_are_printed() -> None:
     out = run("scale.py", "--smoke")
     rows = re.findall(r"^\| (\d+) \| ([0-9.]+) \| (-?[0-9.]+) \| (-?[0-9.]+) \| (\d+) \|", out,

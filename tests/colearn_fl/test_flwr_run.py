@@ -77,6 +77,7 @@ def _last_line(done: subprocess.CompletedProcess) -> str:
     return lines[-1] if lines else ""
 
 
+@pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 def test_a_failed_run_ends_the_stream_with_one_failed_line(tmp_path, flwr_home: Path) -> None:
     # Prepare: a finished run folder, and the managed SuperLink the first flwr run starts
     env = {**os.environ, "FLWR_HOME": str(flwr_home),

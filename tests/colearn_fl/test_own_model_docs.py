@@ -43,6 +43,7 @@ def test_the_page_names_its_files() -> None:
                                  "use_model.py"}
 
 
+@pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 def test_the_walk_through_runs_as_written(tmp_path: Path, flwr_home: Path) -> None:
     # Prepare: the files, as a newcomer saves them, and their data
     app = tmp_path / "my-app"

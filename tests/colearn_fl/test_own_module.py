@@ -95,6 +95,7 @@ def test_an_adam_module_runs_the_cycle_from_its_own_lr_and_learns(tmp_path: Path
     assert rows[-1]["central-loss"] < rows[0]["central-loss"]
 
 
+@pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 def test_at_its_own_constant_lr_it_trains_as_under_stock_fedavg(tmp_path: Path) -> None:
     # Execute: the same epochs, the cycle held at the module's LR, and Flower's own FedAvg
     rows = colearning(tmp_path, **{"run-name": "constant", "lr-schedule": "constant"})

@@ -7,6 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from flwr.app import Context, Message
 from flwr.clientapp.typing import ClientAppCallable
@@ -48,6 +49,7 @@ def run(tmp: Path, name: str, seed: int, slow: int, cpus: float) -> tuple[bytes,
     return (Path(kept) / "history.json").read_bytes(), weights
 
 
+@pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 def test_same_seed_same_history_whatever_the_arrival_order_and_concurrency(tmp_path) -> None:
     # Execute: seed 0 with site 0 last and one site at a time; seed 0 with site 2 last and
     # every site at once; seed 1

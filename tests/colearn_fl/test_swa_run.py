@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from flwr.app import Context
 
@@ -50,6 +51,7 @@ def test_swa_model_gets_the_sites_pooled_statistics(tmp_path) -> None:
     assert (row["swa-models"], row["swa-refresh-sites"]) == (1, 2)
 
 
+@pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 def test_swa_state_survives_resume(tmp_path) -> None:
     # Prepare: 2 rounds with SWA from round 1
     common = {"output-dir": str(tmp_path), "run-name": "r", "swa-start": 1,

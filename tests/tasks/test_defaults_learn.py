@@ -45,6 +45,7 @@ CASES: dict[str, tuple[Callable[[Path], tuple[Path, float]], str, float]] = {
 }
 
 
+@pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 @pytest.mark.parametrize("task", sorted(CASES))
 def test_task_learns_at_its_defaults(task: str, tmp_path: Path) -> None:
     # Prepare: the task's generated data

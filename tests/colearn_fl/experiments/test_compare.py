@@ -33,6 +33,7 @@ def test_compare_runs_all_four_methods_at_equal_budget(tmp_path, capsys) -> None
     assert "comparison.md" not in capsys.readouterr().err
 
 
+@pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 def test_compare_over_seeds_pairs_each_method_with_colearn(tmp_path, capsys) -> None:
     # Execute: 2 seeds, vanilla and co-learning, a tiny subset
     status = main(["compare", "--seeds", "0,1", "--methods", "vanilla,colearn", "--sites", "2",
@@ -82,6 +83,7 @@ def test_tasks_lists_models_with_their_volume_per_round(capsys) -> None:
     assert "image | small-cnn | 421,866 | 3.38" in out
 
 
+@pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 def test_variants_and_fedavg_lrs_run_once_and_are_reused(tmp_path, capsys) -> None:
     # Prepare: a co-learning variant and FedAvg at a chosen LR, one tiny round
     args = ["compare", "--methods", "fedavg@0.05,colearn", "--variant", "low: lr-min=0.01",

@@ -116,6 +116,7 @@ def run(tmp_path: Path, name: str, **config: float) -> Path:
                     datamodule_fn=site_data, central_datamodule_fn=lambda cfg: TinyData())
 
 
+@pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 def test_dp_run_records_rounds_and_noises_the_average(tmp_path) -> None:
     # Execute: the same seeded run without and with DP. A clipping norm far above the update
     # norm makes clipping a no-op, so the two global models differ by the noise alone:

@@ -30,6 +30,7 @@ def strict_json(path: Path) -> dict:
     return json.loads(path.read_text(), parse_constant=refuse)
 
 
+@pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 def test_a_finished_run_is_never_overwritten(tmp_path: Path) -> None:
     # Prepare: a completed 1-round run named "x"
     run = {"output-dir": str(tmp_path), "run-name": "x", "num-server-rounds": 1,
