@@ -103,9 +103,15 @@ class Rounds:
     round_timeout: float = 3600.0  # seconds the server waits for each phase's replies
     join_timeout: float = 300.0  # seconds the server waits for min-available-nodes to join
     deterministic: bool = True  # average replies in a canonical order (same seed, same run)
+    max_failed_rounds: int = 1  # rounds in a row with no site averaged before the run stops
 
     def validate(self) -> None:
         _positive("num-server-rounds", self.num_server_rounds)
+        _positive("max-failed-rounds", self.max_failed_rounds)
+        if self.fraction_train <= 0:
+            raise ConfigError(f"fraction-train={self.fraction_train}: no site would ever train, "
+                              "and the run would end with the untrained model. Use a fraction "
+                              "in (0, 1] (1 = every connected site).")
         _positive("min-available-nodes", self.min_available_nodes)
         for key, value in (("fraction-train", self.fraction_train),
                            ("fraction-evaluate", self.fraction_evaluate)):

@@ -21,11 +21,12 @@ from strategies.query import query_sites, unhandled
 from strategies.wire import DATA_CHECK, SERVER_ROUND, TRAIN_EXAMPLES, TRAIN_UNSIZED, VAL_EXAMPLES
 
 
-def check_site_data(grid: Grid, nodes: Sequence[int],
-                    timeout: float) -> tuple[list[dict[str, Any]], list[str]]:
+def check_site_data(grid: Grid, nodes: Sequence[int], timeout: float,
+                    evaluates: bool = True) -> tuple[list[dict[str, Any]], list[str]]:
     """Each node's data sizes, and notes on the sites that could not say (no answer within
     ``timeout``, or a stock Flower ClientApp without the query function: they may still
-    train). Raises ``ScheduleError`` with one line per site whose data failed to open."""
+    train; with ``evaluates``, a site without validation data). Raises ``ScheduleError`` with
+    one line per site whose data failed to open."""
     sizes, problems, notes, answered = [], [], [], set()
     for node, reply, reason in query_sites(grid, DATA_CHECK, RecordDict(
             {"config": ConfigRecord({SERVER_ROUND: 0})}), nodes, timeout):
@@ -44,6 +45,10 @@ def check_site_data(grid: Grid, nodes: Sequence[int],
         values = metrics_of(reply.content) if reply.content.metric_records else {}
         sizes.append({"node-id": node, TRAIN_EXAMPLES: values.get(TRAIN_EXAMPLES),
                       VAL_EXAMPLES: values.get(VAL_EXAMPLES)})
+        if evaluates and values.get(VAL_EXAMPLES) == 0:
+            notes.append(f"node {node}: no validation data (no val_dataloader, or an empty "
+                         "one): its federated evaluation fails every round; "
+                         "fraction-evaluate=0 turns federated evaluation off")
         if values.get(TRAIN_UNSIZED):
             notes.append(f"node {node}: its training data has no length (e.g. an "
                          "IterableDataset); it reports the examples it trains on each round")

@@ -10,9 +10,12 @@ adds the round schedule over any of them.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from logging import WARNING
 from typing import Any
 
+import numpy as np
+from flwr.app import Array, ArrayRecord
 from flwr.serverapp.strategy import (
     FedAdagrad,
     FedAdam,
@@ -94,3 +97,38 @@ def server_optimizer(name: str = "fedavg", *, server_lr: float = 0.0,
     if name in ADAPTIVE:
         return ADAPTIVE[name](eta=lr, tau=server_tau, **kwargs)
     return FedAvg(**kwargs)
+
+
+# What a server optimizer learns over the rounds (flwr 1.41's attribute names): FedAvgM's
+# momentum and the model it steps from; FedAdam / FedYogi / FedAdagrad's moments.
+OPTIMIZER_STATE = ("current_arrays", "momentum_vector", "m_t", "v_t")
+
+
+def optimizer_state(strategy: FedAvg) -> dict[str, Any]:
+    """A copy of ``strategy``'s server-optimizer state (empty for FedAvg and FedProx), in
+    plain NumPy, for a checkpoint: resuming without it would restart momentum and moments at
+    zero, a different run than the uninterrupted one."""
+    state: dict[str, Any] = {}
+    for name in OPTIMIZER_STATE:
+        value = getattr(strategy, name, None)
+        if isinstance(value, ArrayRecord):
+            state[name] = ("arrays", [(k, a.numpy().copy()) for k, a in value.items()])
+        elif isinstance(value, dict):
+            state[name] = ("dict", [(k, np.array(v, copy=True)) for k, v in value.items()])
+        elif isinstance(value, list):
+            state[name] = ("list", [np.array(v, copy=True) for v in value])
+    return state
+
+
+def load_optimizer_state(strategy: FedAvg, state: dict[str, Any]) -> None:
+    """Put back what ``optimizer_state`` copied (the attributes ``strategy`` has)."""
+    for name, (kind, values) in state.items():
+        if not hasattr(strategy, name):
+            continue
+        if kind == "arrays":
+            value: Any = ArrayRecord(OrderedDict((k, Array(v)) for k, v in values))
+        elif kind == "dict":
+            value = dict(values)
+        else:
+            value = list(values)
+        setattr(strategy, name, value)

@@ -87,7 +87,8 @@ def joined(grid: Grid, config: RunConfig) -> list[int]:
 def check_data(grid: Grid, nodes: list[int], config: RunConfig) -> list[dict[str, Any]]:
     """Every connected site opens its data before round 1; one that cannot stops the run."""
     try:
-        sizes, notes = check_site_data(ResponsiveGrid(grid), nodes, config.rounds.round_timeout)
+        sizes, notes = check_site_data(ResponsiveGrid(grid), nodes, config.rounds.round_timeout,
+                                       evaluates=config.rounds.fraction_evaluate > 0)
     except ScheduleError as error:
         raise DataError(f"{error}\nNo site trained. Fix the data (docs/data.md) and start "
                         "the run again.") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from logging import INFO
+from logging import INFO, WARNING
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,9 @@ from colearn_fl.server.plots import CURVES_PNG, plot_curves
 from colearn_fl.trainer import make_logger
 from strategies import CoLearnSchedule
 from strategies.query import short_reason
+from strategies.server_optimizers import optimizer_state
+
+SERVER_OPTIMIZER_STATE = "server-optimizer-state"  # the checkpoint's key for it
 
 
 class RoundRecorder:
@@ -48,6 +51,9 @@ class RoundRecorder:
         Rows of rounds completed before this start (resume); new rows are appended.
     total_rounds : int
         The run's last round, for the log line.
+    max_failed_rounds : int
+        Rounds in a row in which no site's model could be averaged before the run stops
+        (default: 1).
     """
 
     def __init__(
@@ -60,10 +66,12 @@ class RoundRecorder:
         central_eval: CentralEval | None,
         history: list[Row],
         total_rounds: int,
+        max_failed_rounds: int = 1,
     ) -> None:
         self.strategy, self.module, self.folder = strategy, module, folder
         self.run_config, self.central_eval = run_config, central_eval
         self.history, self.total_rounds = history, total_rounds
+        self.max_failed_rounds, self._failed_in_a_row = max_failed_rounds, 0
         self._elapsed_before = float(history[-1]["elapsed-s"]) if history else 0.0
         # The same kind of Lightning logger as the sites' (run-config logger), one step a round
         self.logger = make_logger(logger, folder, "server", "")
@@ -76,8 +84,8 @@ class RoundRecorder:
         server_round = loop_round + self.strategy.round_offset
         if loop_round == 0 and server_round > 0:
             return None  # resumed: this model was evaluated when its round ended
-        if loop_round == 1:
-            _stop_if_no_site_trained(self.strategy.rounds.get(server_round, {}), server_round)
+        if loop_round >= 1:
+            self._count_failed_round(self.strategy.rounds.get(server_round, {}), server_round)
         model = self.strategy.evaluation_model(arrays)  # the SWA average once it has begun
         self.module.load_state_dict(arrays_to_state_dict(model), strict=True)
         central = self.central_eval(self.module) if self.central_eval else {}
@@ -89,6 +97,9 @@ class RoundRecorder:
             if model is not arrays:  # SWA: the sites train on from the global model
                 payload["training-state-dict"] = arrays_to_state_dict(arrays)
                 payload["swa"] = self.strategy.swa.state_dict()
+            optimizer = optimizer_state(self.strategy.strategy)  # FedAvgM's momentum, ...
+            if optimizer:
+                payload[SERVER_OPTIMIZER_STATE] = optimizer
             save_checkpoint(self.folder / CHECKPOINT_NAME, payload)
         write_history(self.folder, self.history, self.run_config)
         self._log(row)
@@ -96,6 +107,24 @@ class RoundRecorder:
         log(INFO, "%s", _round_line(row, self.total_rounds))
         _stop_if_diverged(row)
         return MetricRecord(central) if central else None
+
+    def _count_failed_round(self, record: dict[str, Any], server_round: int) -> None:
+        """A round in which no site's model could be averaged leaves the global model as it
+        was: the run stops after ``max_failed_rounds`` of them in a row, naming the sites'
+        reasons (a first round like that is a setup error), and warns before."""
+        if record.get("sites-averaged"):
+            self._failed_in_a_row = 0
+            return
+        self._failed_in_a_row += 1
+        reasons = "; ".join(dict.fromkeys(short_reason(r) for r in record.get("errors", [])))
+        said = (f"round {server_round}: none of the {record.get('sites-sent', 0)} sites "
+                f"returned a usable model (the sites reported: {reasons or 'see the log'})")
+        if self._failed_in_a_row >= self.max_failed_rounds:
+            raise ColearnError(f"{said}, {self._failed_in_a_row} round(s) in a row "
+                               f"(max-failed-rounds={self.max_failed_rounds}), so the run "
+                               "stops here; the global model is the last round's that trained")
+        log(WARNING, "[colearn] %s; the global model is unchanged (%d of max-failed-rounds=%d)",
+            said, self._failed_in_a_row, self.max_failed_rounds)
 
     def _log(self, row: Row) -> None:
         self.logger.log_metrics({k: float(v) for k, v in row.items() if k != "round" and
@@ -122,16 +151,6 @@ class RoundRecorder:
         row["elapsed-s"] = round(self._elapsed_before + now - self._started, 3)
         self._last = now
         return row
-
-
-def _stop_if_no_site_trained(record: dict[str, Any], server_round: int) -> None:
-    """A first round in which every site failed means a setup error: stop and say why."""
-    if record.get("sites-sent") and not record.get("sites-averaged"):
-        reasons = "; ".join(dict.fromkeys(short_reason(r) for r in record.get("errors", [])))
-        raise ColearnError(
-            f"round {server_round}: none of the {record['sites-sent']} sites returned a usable "
-            f"model, so the run stops here. The sites reported: {reasons or 'see the log'}"
-        )
 
 
 def _stop_if_diverged(row: dict[str, Any]) -> None:

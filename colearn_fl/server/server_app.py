@@ -21,9 +21,10 @@ from colearn_fl.server.grid import ResponsiveGrid
 from colearn_fl.server.history import COMPLETED, FAILED
 from colearn_fl.server.preflight import check_data, joined, range_test, run_folder_ready
 from colearn_fl.server.privacy import with_privacy
-from colearn_fl.server.recorder import RoundRecorder
+from colearn_fl.server.recorder import SERVER_OPTIMIZER_STATE, RoundRecorder
 from colearn_fl.server.strategy import build_strategy, cycle_source, module_lr
 from colearn_fl.task_adapter import CentralDataFn, DefaultLrFn, ModuleFn
+from strategies.server_optimizers import load_optimizer_state
 
 LR_RANGE_TEST = "lr-range-test"  # history row 0: what lr-max='auto' found, and each site
 # The sections whose change on resume is worth a warning: what the remaining rounds follow.
@@ -89,9 +90,9 @@ def run_colearning(
     folder = run_folder_ready(config, context.run_id, raw)
     torch.manual_seed(config.seed)  # the same seed, the same initial global model
     module = module_fn(raw)
-    done, history, initial, swa = 0, [], module.state_dict(), None
+    done, history, initial, swa, optimizer_state = 0, [], module.state_dict(), None, {}
     if config.outputs.resume:
-        done, history, initial, swa = _resumed(folder, config)
+        done, history, initial, swa, optimizer_state = _resumed(folder, config)
     if done >= rounds.num_server_rounds:
         log(INFO, "[colearn] %s already completed %d rounds: nothing to do", folder, done)
         return None
@@ -115,13 +116,15 @@ def run_colearning(
             colearn.rounds[0].update({LR_RANGE_TEST: found, "lr-auto": top})
     if swa is not None and colearn.swa.start:
         colearn.swa.load_state_dict(swa)  # the average continues where the run stopped
+    if optimizer_state:  # FedAvgM's momentum, FedAdam's moments: as the run left them
+        load_optimizer_state(colearn.strategy, optimizer_state)
     # With DP, Flower's wrapper runs the rounds and calls the schedule's configure/aggregate;
     # the recorder reads the schedule's per-round records either way.
     strategy = with_privacy(colearn, config)
     central = (central_evaluator(central_datamodule_fn, raw, config.training.precision)
                if config.outputs.central_eval else None)
     recorder = RoundRecorder(colearn, module, folder, raw, config.outputs.logger, central,
-                             history, rounds.num_server_rounds)
+                             history, rounds.num_server_rounds, rounds.max_failed_rounds)
     log(INFO, "[colearn] results in %s", folder)
     try:
         result = strategy.start(
@@ -149,9 +152,10 @@ def run_colearning(
     return result
 
 
-def _resumed(folder: Path, config: RunConfig) -> tuple[int, list[Any], Any, Any]:
-    """Rounds done, history, the model to train on and the SWA state of the run in
-    ``folder``; a warning when the schedule or server optimizer changed since."""
+def _resumed(folder: Path, config: RunConfig) -> tuple[int, list[Any], Any, Any, dict]:
+    """Rounds done, history, the model to train on, the SWA state and the server optimizer's
+    state of the run in ``folder``; a warning when the schedule or server optimizer changed
+    since."""
     checkpoint = load_checkpoint(folder / CHECKPOINT_NAME)
     try:
         saved = RunConfig.from_dict(checkpoint["run-config"])
@@ -165,4 +169,5 @@ def _resumed(folder: Path, config: RunConfig) -> tuple[int, list[Any], Any, Any]
     log(INFO, "[colearn] resuming %s after round %d", folder, checkpoint["round"])
     # With SWA, "state_dict" is the average; the sites train on from the global model.
     initial = checkpoint.get("training-state-dict", checkpoint["state_dict"])
-    return checkpoint["round"], checkpoint["history"], initial, checkpoint.get("swa")
+    return (checkpoint["round"], checkpoint["history"], initial, checkpoint.get("swa"),
+            checkpoint.get(SERVER_OPTIMIZER_STATE, {}))

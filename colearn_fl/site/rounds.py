@@ -7,7 +7,6 @@ import functools
 import os
 from dataclasses import dataclass
 from logging import WARNING
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -24,6 +23,13 @@ from colearn_fl.site.callbacks.optimizer_state import KeepOptimizerState
 from colearn_fl.site.callbacks.proximal_term import ProximalTerm
 from colearn_fl.site.callbacks.release_process_group import ReleaseProcessGroup
 from colearn_fl.site.callbacks.round_stats import RoundStats
+from colearn_fl.site.checks import (
+    check_training_batches,
+    check_validation,
+    examples_in,
+    mismatch,
+    validation_examples,
+)
 from colearn_fl.site.lr_range import range_test_reply
 from colearn_fl.task_adapter import DataModuleFn, ModuleFn
 from colearn_fl.trainer import make_logger, make_trainer
@@ -65,23 +71,13 @@ def data_check_round(msg: Message, call: SiteCall) -> Message:
     data = call.datamodule_fn(call.context)
     data.prepare_data()
     data.setup("fit")
-    train = examples_in(data.train_dataloader())
+    loader = data.train_dataloader()
+    check_training_batches(loader, data)
+    train = examples_in(loader)
     # Unsized data (an IterableDataset) says so: its examples are counted as it trains.
     sizes = {wire.TRAIN_EXAMPLES: train} if train is not None else {wire.TRAIN_UNSIZED: 1}
-    try:
-        sizes[wire.VAL_EXAMPLES] = examples_in(data.val_dataloader()) or 0
-    except Exception:  # noqa: BLE001 - a module without validation data still trains
-        sizes[wire.VAL_EXAMPLES] = 0
+    sizes[wire.VAL_EXAMPLES] = validation_examples(data)
     return Message(content=RecordDict({"metrics": MetricRecord(sizes)}), reply_to=msg)
-
-
-def examples_in(loader: Any) -> int | None:
-    """The examples a loader's dataset holds, or ``None`` when it has no length (an
-    ``IterableDataset``, a streaming pipeline, a loader without ``dataset``)."""
-    try:
-        return len(loader.dataset)
-    except (AttributeError, TypeError):
-        return None
 
 
 def refresh_round(msg: Message, call: SiteCall) -> Message:
@@ -124,6 +120,12 @@ def train_round(msg: Message, call: SiteCall) -> Message:
     trainer = _trainer(call, server_round, [*callbacks, stats], epochs)
     trainer.fit(module, datamodule=call.datamodule_fn(call.context))
     stats.read_back(trainer)  # from rank 0, when spawned workers trained
+    if not stats.batches:
+        raise ConfigError(
+            f"no training_step of {type(module).__name__} returned a loss in this round "
+            f"({stats.examples_per_epoch} examples per epoch): Lightning then takes no optimizer "
+            "step and the model does not change. Return the loss tensor (or a dict with "
+            "'loss') from training_step.")
     metrics = MetricRecord({wire.NUM_EXAMPLES: stats.examples_per_epoch,
                             wire.TRAIN_LOSS: stats.mean_loss, wire.EPOCHS_RUN: stats.epochs_run,
                             wire.LR_FIRST: stats.lr_first, wire.LR_LAST: stats.lr_last})
@@ -185,10 +187,11 @@ def _config(msg: Message) -> ConfigRecord:
 def evaluate_round(msg: Message, call: SiteCall) -> Message:
     """Load the global model, validate it on this site's held-out data, reply metrics."""
     module = _load(call, _model(msg))
+    data = call.datamodule_fn(call.context)
+    check_validation(data)
     stats = RoundStats()
     trainer = _trainer(call, int(_config(msg).get(wire.SERVER_ROUND, 0)), [stats])
-    results = trainer.validate(module, datamodule=call.datamodule_fn(call.context),
-                               verbose=False)
+    results = trainer.validate(module, datamodule=data, verbose=False)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     metrics[wire.NUM_EXAMPLES] = stats.eval_examples
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
@@ -199,14 +202,17 @@ def _load(call: SiteCall, arrays: ArrayRecord) -> pl.LightningModule:
     site's torch threads."""
     _use_threads(call)
     module = call.module_fn(dict(call.context.run_config))
+    received = arrays_to_state_dict(arrays)
     try:
-        module.load_state_dict(arrays_to_state_dict(arrays), strict=True)
+        module.load_state_dict(received, strict=True)
     except RuntimeError as error:
         raise ConfigError(
-            "the global model does not fit the model this site built from the run config "
-            f"({str(error).splitlines()[0]} ...). The server and the sites must build the same "
-            "network: give them the same model key and the task's shape keys (e.g. "
-            "dataset='cifar10' when the server's data-dir does not exist at the sites)."
+            f"the global model does not fit the {type(module).__name__} this site built "
+            f"({mismatch(module, received) or str(error).splitlines()[0]}). The server and the "
+            "sites must build the same network: module_fn must build it from the run config "
+            "alone, the same at every site and at the server (for the built-in tasks: the "
+            "same model key and shape keys, e.g. dataset='cifar10' where the server's data-dir "
+            "does not exist)."
         ) from error
     return module
 

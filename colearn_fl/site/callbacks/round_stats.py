@@ -12,6 +12,8 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities.data import extract_batch_size
 from typing_extensions import override
 
+from colearn_fl.errors import ConfigError
+
 PUBLISHED = "colearn-round/"  # prefix of the figures put in trainer.callback_metrics
 
 
@@ -43,6 +45,21 @@ class RoundStats(Callback):
     def mean_loss(self) -> float:
         """Mean of the per-batch training losses seen so far (NaN before any batch)."""
         return self._loss_sum / self._batches if self._batches else math.nan
+
+    @property
+    def batches(self) -> int:
+        """Training batches whose ``training_step`` returned a loss."""
+        return self._batches
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not any(getattr(o, "param_groups", None) for o in trainer.optimizers):
+            name = type(pl_module).__name__
+            raise ConfigError(
+                f"{name}.configure_optimizers() returned no optimizer, so this site has nothing "
+                "to train with (co-learning sets the LR of an optimizer's param groups every "
+                f"step). Return one from {name}.configure_optimizers, e.g. "
+                "torch.optim.SGD(self.parameters(), lr=0.01).")
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

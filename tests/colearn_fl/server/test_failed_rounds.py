@@ -1,0 +1,71 @@
+"""A run that stops learning says so: a round in which no site's model could be averaged
+stops the run after max-failed-rounds of them in a row (default 1), whatever the round."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flwr.serverapp.strategy import FedAvg
+
+from colearn_fl.arrays import state_dict_to_arrays
+from colearn_fl.config import RunConfig
+from colearn_fl.errors import ColearnError, ConfigError
+from colearn_fl.server.recorder import RoundRecorder
+from tests.tiny import TinyClassifier
+
+TRAINED = {"sites-sent": 2, "sites-averaged": 2}
+DROPPED = {"sites-sent": 2, "sites-averaged": 0,
+           "errors": ["'train-loss' is nan: the site's training diverged"] * 2}
+
+
+class Rounds:
+    """What the recorder reads of the running strategy: its per-round records."""
+
+    def __init__(self, rounds: dict[int, dict[str, Any]]) -> None:
+        self.rounds, self.round_offset = rounds, 0
+        self.strategy = FedAvg()  # the server optimizer under the schedule
+
+    def evaluation_model(self, arrays: Any) -> Any:
+        return arrays
+
+
+def recorder(tmp_path: Path, rounds: dict[int, dict[str, Any]], max_failed: int) -> RoundRecorder:
+    return RoundRecorder(Rounds(rounds), TinyClassifier(), tmp_path, {}, "csv", None, [], 4,
+                         max_failed)
+
+
+def test_an_all_dropped_round_2_stops_the_run_naming_the_reason(tmp_path: Path) -> None:
+    # Prepare: round 1 trained; in round 2 every reply was dropped
+    record = recorder(tmp_path, {1: TRAINED, 2: DROPPED}, max_failed=1)
+    model = state_dict_to_arrays(TinyClassifier().state_dict())
+    record(0, model)
+    record(1, model)
+    # Execute / Assert
+    with pytest.raises(ColearnError, match=r"round 2: none of the 2 sites returned a usable "
+                                           r"model .*training diverged.*1 round\(s\) in a row "
+                                           r"\(max-failed-rounds=1\)"):
+        record(2, model)
+
+
+def test_max_failed_rounds_tolerates_that_many_minus_one_in_a_row(tmp_path: Path) -> None:
+    # Prepare: rounds 1 and 3 dropped everything, round 2 trained; then 4 and 5 both dropped
+    rounds = {1: DROPPED, 2: TRAINED, 3: DROPPED, 4: DROPPED}
+    record = recorder(tmp_path, rounds, max_failed=2)
+    model = state_dict_to_arrays(TinyClassifier().state_dict())
+    # Execute: rounds 0 to 3 go on (never 2 in a row)
+    for server_round in range(4):
+        record(server_round, model)
+    # Assert: the second in a row stops
+    with pytest.raises(ColearnError, match=r"round 4: .*2 round\(s\) in a row"):
+        record(4, model)
+
+
+@pytest.mark.parametrize(("raw", "match"), [
+    ({"fraction-train": 0.0}, "fraction-train=0.0: no site would ever train"),
+    ({"max-failed-rounds": 0}, "max-failed-rounds=0: must be > 0"),
+])
+def test_runs_that_cannot_learn_are_refused(raw: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        RunConfig.from_dict(raw)
