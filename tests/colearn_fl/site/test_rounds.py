@@ -95,21 +95,6 @@ def test_zero_epochs_is_refused(flower_identity: None, tmp_path) -> None:
                     lambda ctx: TinyData()))
 
 
-def test_a_global_model_of_another_shape_is_one_clear_error(flower_identity: None,
-                                                           tmp_path) -> None:
-    # Prepare: the server's model has a wider hidden layer than the one this site builds
-    server_model = TinyClassifier()
-    server_model.net[0] = torch.nn.Linear(4, 16)
-    server_model.net[1] = torch.nn.BatchNorm1d(16)
-    server_model.net[3] = torch.nn.Linear(16, 2)
-    msg = instruction(MessageType.TRAIN, server_model, **ROUND)
-
-    # Execute / Assert
-    with pytest.raises(ConfigError, match="does not fit the model this site built.*same model"):
-        train_round(msg, SiteCall.of(context(tmp_path), lambda cfg: TinyClassifier(),
-                    lambda ctx: TinyData()))
-
-
 def test_without_a_schedule_the_site_trains_epochs_initial_with_its_own_lr(
         flower_identity: None, tmp_path, caplog) -> None:
     # Prepare: a stock Flower server sends only server-round; this run says epochs-initial=2
