@@ -25,7 +25,7 @@ from strategies.running_stats import average_statistics
 from strategies.site_report import SITE_REPORT, followed_schedule
 from strategies.streaming import WeightedSum, is_mean_based, replies_reported_as
 from strategies.swa import SwaAverage, refresh_statistics, statistics_keys
-from strategies.transport import carrying, check_transport_dtype, decode, encode
+from strategies.transport import carrying, cast_for_wire, check_transport_dtype, decode
 from strategies.wire import (
     LOCAL_EPOCHS,
     LR_MAX,
@@ -182,7 +182,7 @@ class CoLearnSchedule(Strategy):
         """The wrapped strategy's messages, with the round's schedule and the model as sent."""
         round_ = server_round + self.round_offset
         self._grid = grid
-        self._global, self._wire = arrays, encode(arrays, self.transport_dtype)
+        self._global, self._wire = arrays, self._encode(round_, arrays)
         schedule = self.round_schedule(round_)
         messages = list(self.strategy.configure_train(
             round_, arrays, ConfigRecord({**dict(config), **schedule}), grid))
@@ -266,7 +266,7 @@ class CoLearnSchedule(Strategy):
         model = self.swa.arrays()
         if model is not None and statistics_keys(model) and self._grid is not None:
             pooled, problems = refresh_statistics(
-                self._grid, encode(model, self.transport_dtype), nodes, server_round,
+                self._grid, self._encode(server_round, model), nodes, server_round,
                 self.phase_timeout)
             if pooled is not None:
                 self.swa.replace(pooled)
@@ -282,9 +282,9 @@ class CoLearnSchedule(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """The wrapped strategy's evaluation messages, the model in transport-dtype."""
-        messages = list(self.strategy.configure_evaluate(
-            server_round + self.round_offset, arrays, config, grid))
-        return carrying(messages, encode(arrays, self.transport_dtype))
+        round_ = server_round + self.round_offset
+        messages = list(self.strategy.configure_evaluate(round_, arrays, config, grid))
+        return carrying(messages, self._encode(round_, arrays))
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
@@ -307,6 +307,16 @@ class CoLearnSchedule(Strategy):
         self.rounds.setdefault(round_, {})["federated-metrics"] = (
             dict(metrics) if metrics is not None else {})
         return metrics
+
+    def _encode(self, server_round: int, arrays: ArrayRecord) -> ArrayRecord:
+        """``arrays`` as sent in ``transport_dtype``; an array sent wider (a value the dtype
+        cannot represent) is logged once per key."""
+        sent, wider = cast_for_wire(arrays, self.transport_dtype)
+        for key, why in wider.items():
+            if ("wider", key) not in self._told:
+                self._told.add(("wider", key))
+                log(WARNING, "Round %d: '%s' %s (said once per key)", server_round, key, why)
+        return sent
 
     def _usable(self, server_round: int, reply: Message, problem: str | None) -> bool:
         if problem is not None:
