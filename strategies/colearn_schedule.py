@@ -18,14 +18,14 @@ from flwr.supercore import log
 
 from strategies.arrays import count_bytes, restore_dtypes, sent_bytes
 from strategies.canonical import canonical_order
-from strategies.checks import even_out, metrics_of, model_problem, weight_problem
+from strategies.checks import NOT_EVERYWHERE, NOT_FINITE, Checked, check_reply, even_out
 from strategies.cycles import round_lr_bounds
 from strategies.epochs import local_epochs, validate_epochs
 from strategies.running_stats import average_statistics
 from strategies.site_report import SITE_REPORT, followed_schedule
 from strategies.streaming import WeightedSum, is_mean_based, replies_reported_as
 from strategies.swa import SwaAverage, refresh_statistics, statistics_keys
-from strategies.transport import carrying, cast_for_wire, check_transport_dtype, decode
+from strategies.transport import carrying, cast_for_wire, check_transport_dtype
 from strategies.wire import (
     LOCAL_EPOCHS,
     LR_MAX,
@@ -202,32 +202,33 @@ class CoLearnSchedule(Strategy):
         aggregate them, and restore every array's dtype."""
         round_ = server_round + self.round_offset
         received, failed, dropped, sites, nodes = 0, [], [], [], []
-        accepted, metrics, summed = [], [], WeightedSum()
+        accepted, checked, summed = [], [], WeightedSum()
         if self.deterministic:  # every reply first, then in an order set by their content
             replies = canonical_order(replies)
         for msg in replies:  # one at a time: a streaming grid yields them as they arrive
             received += sent_bytes([msg])  # as it came, before it is decoded
             if msg.has_error():
                 failed.append(msg)
-            elif not self._usable(round_, msg, problem := model_problem(msg.content, self._wire)):
+                continue
+            reply, problem = check_reply(msg.content, self._global)
+            if not self._usable(round_, msg, problem):
                 dropped.append(f"node {msg.metadata.src_node_id}: {problem}")
+                continue
+            self._note_unusable(round_, msg, reply)
+            sites.append(self._site_report(round_, msg, reply))
+            nodes.append(msg.metadata.src_node_id)
+            if self.streaming:
+                summed.add(reply.arrays, reply.weight, reply.metrics, reply.unusable)
+                msg.content = RecordDict()  # released; the first message carries the mean
+                accepted = accepted or [msg]
             else:
-                values = metrics_of(msg.content)
-                sites.append(self._site_report(round_, msg, values))
-                nodes.append(msg.metadata.src_node_id)
-                if self.streaming:
-                    summed.add(decode(next(iter(msg.content.array_records.values())),
-                                      self._global), float(values[NUM_EXAMPLES]), values)
-                    msg.content = RecordDict()  # released; the first message carries the mean
-                    accepted = accepted or [msg]
-                else:
-                    accepted.append(msg)
-                    metrics.append(values)
+                accepted.append(msg)
+                checked.append(reply)
         if self.streaming and accepted:
             accepted[0].content = summed.mean_reply()
-            self._note_left_out(round_, summed.partial_metrics())
+            self._note_left_out(round_, summed.left_out())
         else:
-            self._note_left_out(round_, even_out(accepted, metrics, self._global))
+            self._note_left_out(round_, even_out(accepted, checked))
         self._explain_failures(round_, failed)
         arrays, aggregated = None, None
         if accepted:
@@ -293,10 +294,16 @@ class CoLearnSchedule(Strategy):
         whose evaluation cannot be aggregated is logged, never fatal."""
         round_ = server_round + self.round_offset
         replies = canonical_order(replies) if self.deterministic else list(replies)
-        accepted = [m for m in replies if not m.has_error()
-                    and self._usable(round_, m, weight_problem(m.content))]
-        self._note_left_out(round_, even_out(accepted, [metrics_of(m.content) for m in accepted],
-                                             None))
+        accepted, checked = [], []
+        for msg in replies:
+            if msg.has_error():
+                continue
+            reply, problem = check_reply(msg.content, None, model=False)
+            if self._usable(round_, msg, problem):
+                self._note_unusable(round_, msg, reply)
+                accepted.append(msg)
+                checked.append(reply)
+        self._note_left_out(round_, even_out(accepted, checked))
         metrics = None
         if accepted:
             try:
@@ -324,13 +331,14 @@ class CoLearnSchedule(Strategy):
                 server_round, reply.metadata.src_node_id, problem)
         return problem is None
 
-    def _site_report(self, server_round: int, reply: Message,
-                     metrics: dict[str, float | int]) -> dict[str, Any]:
+    def _site_report(self, server_round: int, reply: Message, checked: Checked) -> dict[str, Any]:
         """What the site did (taken out of its metrics), and whether it followed the round's
         schedule; a site that did not is warned about once."""
         sent = self.rounds.get(server_round, {}).get("schedule") or self.round_schedule(
             server_round)
-        did = {key: metrics.pop(key) for key in SITE_REPORT if key in metrics}
+        did = {key: checked.metrics.pop(key) for key in SITE_REPORT if key in checked.metrics}
+        for key in SITE_REPORT:
+            checked.unusable.pop(key, None)  # never averaged: no reason to give
         followed = followed_schedule(sent, did)
         node = reply.metadata.src_node_id
         if not followed and ("site", node) not in self._told:
@@ -338,15 +346,28 @@ class CoLearnSchedule(Strategy):
             log(WARNING, "Round %d: node %d did not follow the co-learning schedule (sent %s; "
                 "it reported %s); its model is averaged all the same. Sites running "
                 "colearn_fl.client_app follow it.", server_round, node, sent, did or "nothing")
-        return {"node-id": node, NUM_EXAMPLES: metrics.get(NUM_EXAMPLES), **did,
+        return {"node-id": node, NUM_EXAMPLES: checked.metrics.get(NUM_EXAMPLES), **did,
                 "followed": followed}
 
-    def _note_left_out(self, server_round: int, names: set[str]) -> None:
-        new = sorted(n for n in names if ("metric", n) not in self._told)
+    def _note_unusable(self, server_round: int, reply: Message, checked: Checked) -> None:
+        for why in checked.unusable.values():
+            log(WARNING, "Round %d: node %d: %s; it is not averaged this round (the node's "
+                "other metrics are)", server_round, reply.metadata.src_node_id, why)
+
+    def _note_left_out(self, server_round: int, left_out: dict[str, str]) -> None:
+        """Log once per name the metrics left out of the average (a metric some site sent as
+        no finite number is named with the site, every round, by ``_note_unusable``)."""
+        new = {n: why for n, why in left_out.items()
+               if why != NOT_FINITE and ("metric", n) not in self._told}
         self._told.update(("metric", n) for n in new)
-        if new:
+        partial = sorted(n for n, why in new.items() if why == NOT_EVERYWHERE)
+        if partial:
             log(INFO, "Round %d: metrics %s are not reported by every site, so they are not "
-                "averaged", server_round, new)
+                "averaged", server_round, partial)
+        for name, why in new.items():
+            if why != NOT_EVERYWHERE:
+                log(WARNING, "Round %d: metric '%s' is not averaged: %s", server_round, name,
+                    why)
 
     def _explain_failures(self, server_round: int, failed: list[Message]) -> None:
         if failed and self.transport_dtype == "bfloat16" and ("bf16",) not in self._told:

@@ -80,8 +80,10 @@ def cast_for_wire(arrays: ArrayRecord, dtype: str) -> tuple[ArrayRecord, dict[st
 def decode(arrays: ArrayRecord, reference: ArrayRecord) -> ArrayRecord:
     """``arrays`` from the wire with each floating array cast back to the reference's dtype.
 
-    Keys the reference lacks are kept as they came (the reply checks reject them); a key whose
-    array is not floating-point in the reference must arrive in exactly that dtype.
+    An unchecked round trip, for arrays the caller trusts: keys the reference lacks are kept
+    as they came, and nothing is checked. The server reads the sites' replies with
+    ``strategies.arrays.checked_arrays`` instead, which decodes and casts the same way and
+    judges the result.
     """
     decoded = OrderedDict()
     for key, array in arrays.items():
