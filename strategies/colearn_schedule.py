@@ -267,7 +267,7 @@ class CoLearnSchedule(Strategy):
         model = self.swa.arrays()
         if model is not None and statistics_keys(model) and self._grid is not None:
             pooled, problems = refresh_statistics(
-                self._grid, self._encode(server_round, model), nodes, server_round,
+                self._grid, model, self._encode(server_round, model), nodes, server_round,
                 self.phase_timeout)
             if pooled is not None:
                 self.swa.replace(pooled)
@@ -276,7 +276,7 @@ class CoLearnSchedule(Strategy):
                 log(WARNING, "Round %d: %d site(s) did not recompute the SWA model's "
                     "normalisation statistics (%s)%s", server_round, len(problems),
                     "; ".join(problems), "" if pooled is not None else
-                    ": it keeps the averaged statistics")
+                    ": it keeps the models' averaged statistics")
         self.rounds.setdefault(server_round, {}).update(record)
 
     def configure_evaluate(
