@@ -21,7 +21,7 @@ from strategies.canonical import canonical_order
 from strategies.checks import NOT_EVERYWHERE, NOT_FINITE, Checked, check_reply, even_out
 from strategies.cycles import round_lr_bounds
 from strategies.epochs import local_epochs, validate_epochs
-from strategies.running_stats import average_statistics
+from strategies.running_stats import average_statistics, with_averages
 from strategies.site_report import SITE_REPORT, followed_schedule
 from strategies.streaming import WeightedSum, is_mean_based, replies_reported_as
 from strategies.swa import SwaAverage, refresh_statistics, statistics_keys
@@ -230,12 +230,14 @@ class CoLearnSchedule(Strategy):
         else:
             self._note_left_out(round_, even_out(accepted, checked))
         self._explain_failures(round_, failed)
-        arrays, aggregated = None, None
+        arrays, aggregated, averages = None, None, ArrayRecord()
         if accepted:
+            if self._global is not None:  # before the wrapped strategy reads (or pops) them
+                averages = average_statistics(accepted, self._global)
             with replies_reported_as(len(nodes)):  # not the 1 mean a streamed round passes on
                 arrays, aggregated = self.strategy.aggregate_train(round_, accepted + failed)
         if arrays is not None and self._global is not None:
-            arrays = restore_dtypes(average_statistics(arrays, accepted), self._global)
+            arrays = restore_dtypes(with_averages(arrays, averages), self._global)
         self.rounds.setdefault(round_, {}).update({
             "train-metrics": dict(aggregated) if aggregated is not None else {},
             "sites-failed": len(failed),
