@@ -18,9 +18,10 @@ from flwr.supercore import log
 
 from strategies.arrays import count_bytes, restore_dtypes, sent_bytes
 from strategies.canonical import canonical_order
-from strategies.checks import NOT_EVERYWHERE, NOT_FINITE, Checked, check_reply, even_out
+from strategies.checks import Checked, check_reply, even_out
 from strategies.cycles import round_lr_bounds
 from strategies.epochs import local_epochs, validate_epochs
+from strategies.notices import Notices
 from strategies.running_stats import average_statistics, with_averages
 from strategies.site_report import SITE_REPORT, followed_schedule
 from strategies.streaming import WeightedSum, is_mean_based, replies_reported_as
@@ -155,7 +156,7 @@ class CoLearnSchedule(Strategy):
         self.rounds: dict[int, dict[str, Any]] = {}  # what each round sent and received
         self._global: ArrayRecord | None = None  # the round's global model, full precision
         self._wire: ArrayRecord | None = None  # the same, as sent (transport-dtype)
-        self._told: set[Any] = set()  # sites and metric names already warned about
+        self.notices = Notices()  # what the server logs about replies, once or each time
 
     def summary(self) -> None:
         """Log the schedule, then the wrapped strategy's summary."""
@@ -211,10 +212,10 @@ class CoLearnSchedule(Strategy):
                 failed.append(msg)
                 continue
             reply, problem = check_reply(msg.content, self._global)
-            if not self._usable(round_, msg, problem):
+            if not self.notices.usable(round_, msg, problem):
                 dropped.append(f"node {msg.metadata.src_node_id}: {problem}")
                 continue
-            self._note_unusable(round_, msg, reply)
+            self.notices.unusable_metrics(round_, msg, reply)
             sites.append(self._site_report(round_, msg, reply))
             nodes.append(msg.metadata.src_node_id)
             if self.streaming:
@@ -226,10 +227,10 @@ class CoLearnSchedule(Strategy):
                 checked.append(reply)
         if self.streaming and accepted:
             accepted[0].content = summed.mean_reply()
-            self._note_left_out(round_, summed.left_out())
+            self.notices.left_out(round_, summed.left_out())
         else:
-            self._note_left_out(round_, even_out(accepted, checked))
-        self._explain_failures(round_, failed)
+            self.notices.left_out(round_, even_out(accepted, checked))
+        self.notices.failures(round_, failed, self.transport_dtype)
         arrays, aggregated, averages = None, None, ArrayRecord()
         if accepted:
             if self._global is not None:  # before the wrapped strategy reads (or pops) them
@@ -301,11 +302,11 @@ class CoLearnSchedule(Strategy):
             if msg.has_error():
                 continue
             reply, problem = check_reply(msg.content, None, model=False)
-            if self._usable(round_, msg, problem):
-                self._note_unusable(round_, msg, reply)
+            if self.notices.usable(round_, msg, problem):
+                self.notices.unusable_metrics(round_, msg, reply)
                 accepted.append(msg)
                 checked.append(reply)
-        self._note_left_out(round_, even_out(accepted, checked))
+        self.notices.left_out(round_, even_out(accepted, checked))
         metrics = None
         if accepted:
             try:
@@ -321,17 +322,8 @@ class CoLearnSchedule(Strategy):
         """``arrays`` as sent in ``transport_dtype``; an array sent wider (a value the dtype
         cannot represent) is logged once per key."""
         sent, wider = cast_for_wire(arrays, self.transport_dtype)
-        for key, why in wider.items():
-            if ("wider", key) not in self._told:
-                self._told.add(("wider", key))
-                log(WARNING, "Round %d: '%s' %s (said once per key)", server_round, key, why)
+        self.notices.sent_wider(server_round, wider)
         return sent
-
-    def _usable(self, server_round: int, reply: Message, problem: str | None) -> bool:
-        if problem is not None:
-            log(WARNING, "Round %d: dropped the reply of node %d: %s",
-                server_round, reply.metadata.src_node_id, problem)
-        return problem is None
 
     def _site_report(self, server_round: int, reply: Message, checked: Checked) -> dict[str, Any]:
         """What the site did (taken out of its metrics), and whether it followed the round's
@@ -343,38 +335,7 @@ class CoLearnSchedule(Strategy):
             checked.unusable.pop(key, None)  # never averaged: no reason to give
         followed = followed_schedule(sent, did)
         node = reply.metadata.src_node_id
-        if not followed and ("site", node) not in self._told:
-            self._told.add(("site", node))
-            log(WARNING, "Round %d: node %d did not follow the co-learning schedule (sent %s; "
-                "it reported %s); its model is averaged all the same. Sites running "
-                "colearn_fl.client_app follow it.", server_round, node, sent, did or "nothing")
+        if not followed:
+            self.notices.not_following(server_round, node, sent, did)
         return {"node-id": node, NUM_EXAMPLES: checked.metrics.get(NUM_EXAMPLES), **did,
                 "followed": followed}
-
-    def _note_unusable(self, server_round: int, reply: Message, checked: Checked) -> None:
-        for why in checked.unusable.values():
-            log(WARNING, "Round %d: node %d: %s; it is not averaged this round (the node's "
-                "other metrics are)", server_round, reply.metadata.src_node_id, why)
-
-    def _note_left_out(self, server_round: int, left_out: dict[str, str]) -> None:
-        """Log once per name the metrics left out of the average (a metric some site sent as
-        no finite number is named with the site, every round, by ``_note_unusable``)."""
-        new = {n: why for n, why in left_out.items()
-               if why != NOT_FINITE and ("metric", n) not in self._told}
-        self._told.update(("metric", n) for n in new)
-        partial = sorted(n for n, why in new.items() if why == NOT_EVERYWHERE)
-        if partial:
-            log(INFO, "Round %d: metrics %s are not reported by every site, so they are not "
-                "averaged", server_round, partial)
-        for name, why in new.items():
-            if why != NOT_EVERYWHERE:
-                log(WARNING, "Round %d: metric '%s' is not averaged: %s", server_round, name,
-                    why)
-
-    def _explain_failures(self, server_round: int, failed: list[Message]) -> None:
-        if failed and self.transport_dtype == "bfloat16" and ("bf16",) not in self._told:
-            self._told.add(("bf16",))
-            log(WARNING, "Round %d: %d site(s) failed with transport-dtype='bfloat16': stock "
-                "Flower clients cannot read bfloat16 arrays; use transport-dtype='float16' "
-                "or 'float32' with them.", server_round, len(failed))
-

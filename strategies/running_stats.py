@@ -28,10 +28,11 @@ def average_statistics(replies: list[Message], reference: ArrayRecord) -> ArrayR
     ``running_var`` is a statistic, not a parameter: a momentum step can drive it negative and
     the model's evaluation to NaN (measured: FedAvgM, momentum 0.9, round 2). An integer
     buffer fares no better: a step counter the sites advanced to 35, 40 and 45 in three rounds
-    read 78 after them under FedAvgM (momentum 0.9), and 0 under FedAdam. Those arrays (``averaged_keys`` of the global model
-    ``reference``) are averaged as FedAvg would, by ``num-examples``, whatever the optimizer;
-    ``with_averages`` puts them into the optimizer's result. Call it before the wrapped
-    strategy aggregates: some (FedMedian) take the arrays out of the replies they read.
+    read 78 after them under FedAvgM (momentum 0.9), and 0 under FedAdam. Those arrays
+    (``averaged_keys`` of the global model ``reference``) are averaged as FedAvg would, by
+    ``num-examples``, whatever the optimizer; ``with_averages`` puts them into the
+    optimizer's result. Call it before the wrapped strategy aggregates: some (FedMedian)
+    take the arrays out of the replies they read.
 
     Parameters
     ----------
