@@ -48,14 +48,16 @@ class CoLearnSchedule(Strategy):
       the round's steps (CLR, restarting every round),
 
     next to the wrapped strategy's own keys (``server-round``; FedProx's ``proximal-mu``). The
-    model travels in ``transport_dtype``. Replies are judged by their model (keys, shapes and
-    finite values that fit the global model) and a positive ``num-examples``; metric names
-    never cost a site its model. A site reports what it did with ``epochs-run``, ``lr-first``
-    and ``lr-last``; a site that does not (e.g. a stock Flower client) is still averaged, and
-    the server warns once that it did not follow the schedule. Normalisation statistics
-    (``running_mean``, ``running_var``, ``num_batches_tracked``) are the sites' weighted
-    average whatever the wrapped strategy does to the parameters, and the aggregate keeps each
-    array's dtype, whatever the wrapped strategy computes in (FedAdam computes in float64).
+    model travels in ``transport_dtype`` (an array the dtype cannot represent travels at
+    float32). Every reply is decoded into the global model's dtypes, then judged by its model
+    (keys, the data's shapes and dtypes, finite values) and a positive ``num-examples``, with
+    and without streaming (``strategies.checks``); metrics never cost a site its model. A site
+    reports what it did with ``epochs-run``, ``lr-first`` and ``lr-last``; a site that does not
+    (e.g. a stock Flower client) is still averaged, and the server warns once that it did not
+    follow the schedule. Normalisation statistics (``running_mean``, ``running_var``,
+    ``num_batches_tracked``) and every non-floating array are the sites' weighted average
+    whatever the wrapped strategy does to the parameters, and the aggregate keeps each array's
+    dtype, whatever the wrapped strategy computes in (FedAdam computes in float64).
 
     Parameters
     ----------
@@ -215,8 +217,8 @@ class CoLearnSchedule(Strategy):
             if not self.notices.usable(round_, msg, problem):
                 dropped.append(f"node {msg.metadata.src_node_id}: {problem}")
                 continue
+            sites.append(self._site_report(round_, msg, reply))  # takes its report out
             self.notices.unusable_metrics(round_, msg, reply)
-            sites.append(self._site_report(round_, msg, reply))
             nodes.append(msg.metadata.src_node_id)
             if self.streaming:
                 summed.add(reply.arrays, reply.weight, reply.metrics, reply.unusable)
