@@ -220,10 +220,10 @@ class CoLearnSchedule(Strategy):
             sites.append(self._site_report(round_, msg, reply))  # takes its report out
             self.notices.unusable_metrics(round_, msg, reply)
             nodes.append(msg.metadata.src_node_id)
+            msg.content = RecordDict()  # released: ``reply`` holds it, decoded
             if self.streaming:
                 summed.add(reply.arrays, reply.weight, reply.metrics, reply.unusable)
-                msg.content = RecordDict()  # released; the first message carries the mean
-                accepted = accepted or [msg]
+                accepted = accepted or [msg]  # the first message will carry the mean
             else:
                 accepted.append(msg)
                 checked.append(reply)
