@@ -18,14 +18,15 @@ from flwr.supercore import log
 
 from strategies.arrays import count_bytes, restore_dtypes, sent_bytes
 from strategies.canonical import canonical_order
-from strategies.checks import even_out, metrics_of, model_problem, weight_problem
+from strategies.checks import Checked, check_reply, even_out
 from strategies.cycles import round_lr_bounds
 from strategies.epochs import local_epochs, validate_epochs
-from strategies.running_stats import average_statistics
+from strategies.notices import Notices
+from strategies.running_stats import average_statistics, with_averages
 from strategies.site_report import SITE_REPORT, followed_schedule
 from strategies.streaming import WeightedSum, is_mean_based, replies_reported_as
 from strategies.swa import SwaAverage, refresh_statistics, statistics_keys
-from strategies.transport import carrying, check_transport_dtype, decode, encode
+from strategies.transport import carrying, cast_for_wire, check_transport_dtype
 from strategies.wire import (
     LOCAL_EPOCHS,
     LR_MAX,
@@ -47,14 +48,16 @@ class CoLearnSchedule(Strategy):
       the round's steps (CLR, restarting every round),
 
     next to the wrapped strategy's own keys (``server-round``; FedProx's ``proximal-mu``). The
-    model travels in ``transport_dtype``. Replies are judged by their model (keys, shapes and
-    finite values that fit the global model) and a positive ``num-examples``; metric names
-    never cost a site its model. A site reports what it did with ``epochs-run``, ``lr-first``
-    and ``lr-last``; a site that does not (e.g. a stock Flower client) is still averaged, and
-    the server warns once that it did not follow the schedule. Normalisation statistics
-    (``running_mean``, ``running_var``, ``num_batches_tracked``) are the sites' weighted
-    average whatever the wrapped strategy does to the parameters, and the aggregate keeps each
-    array's dtype, whatever the wrapped strategy computes in (FedAdam computes in float64).
+    model travels in ``transport_dtype`` (an array the dtype cannot represent travels at
+    float32). Every reply is decoded into the global model's dtypes, then judged by its model
+    (keys, the data's shapes and dtypes, finite values) and a positive ``num-examples``, with
+    and without streaming (``strategies.checks``); metrics never cost a site its model. A site
+    reports what it did with ``epochs-run``, ``lr-first`` and ``lr-last``; a site that does not
+    (e.g. a stock Flower client) is still averaged, and the server warns once that it did not
+    follow the schedule. Normalisation statistics (``running_mean``, ``running_var``,
+    ``num_batches_tracked``) and every non-floating array are the sites' weighted average
+    whatever the wrapped strategy does to the parameters, and the aggregate keeps each array's
+    dtype, whatever the wrapped strategy computes in (FedAdam computes in float64).
 
     Parameters
     ----------
@@ -155,7 +158,7 @@ class CoLearnSchedule(Strategy):
         self.rounds: dict[int, dict[str, Any]] = {}  # what each round sent and received
         self._global: ArrayRecord | None = None  # the round's global model, full precision
         self._wire: ArrayRecord | None = None  # the same, as sent (transport-dtype)
-        self._told: set[Any] = set()  # sites and metric names already warned about
+        self.notices = Notices()  # what the server logs about replies, once or each time
 
     def summary(self) -> None:
         """Log the schedule, then the wrapped strategy's summary."""
@@ -182,7 +185,7 @@ class CoLearnSchedule(Strategy):
         """The wrapped strategy's messages, with the round's schedule and the model as sent."""
         round_ = server_round + self.round_offset
         self._grid = grid
-        self._global, self._wire = arrays, encode(arrays, self.transport_dtype)
+        self._global, self._wire = arrays, self._encode(round_, arrays)
         schedule = self.round_schedule(round_)
         messages = list(self.strategy.configure_train(
             round_, arrays, ConfigRecord({**dict(config), **schedule}), grid))
@@ -202,39 +205,42 @@ class CoLearnSchedule(Strategy):
         aggregate them, and restore every array's dtype."""
         round_ = server_round + self.round_offset
         received, failed, dropped, sites, nodes = 0, [], [], [], []
-        accepted, metrics, summed = [], [], WeightedSum()
+        accepted, checked, summed = [], [], WeightedSum()
         if self.deterministic:  # every reply first, then in an order set by their content
             replies = canonical_order(replies)
         for msg in replies:  # one at a time: a streaming grid yields them as they arrive
             received += sent_bytes([msg])  # as it came, before it is decoded
             if msg.has_error():
                 failed.append(msg)
-            elif not self._usable(round_, msg, problem := model_problem(msg.content, self._wire)):
+                continue
+            reply, problem = check_reply(msg.content, self._global)
+            if not self.notices.usable(round_, msg, problem):
                 dropped.append(f"node {msg.metadata.src_node_id}: {problem}")
+                continue
+            sites.append(self._site_report(round_, msg, reply))  # takes its report out
+            self.notices.unusable_metrics(round_, msg, reply)
+            nodes.append(msg.metadata.src_node_id)
+            msg.content = RecordDict()  # released: ``reply`` holds it, decoded
+            if self.streaming:
+                summed.add(reply.arrays, reply.weight, reply.metrics, reply.unusable)
+                accepted = accepted or [msg]  # the first message will carry the mean
             else:
-                values = metrics_of(msg.content)
-                sites.append(self._site_report(round_, msg, values))
-                nodes.append(msg.metadata.src_node_id)
-                if self.streaming:
-                    summed.add(decode(next(iter(msg.content.array_records.values())),
-                                      self._global), float(values[NUM_EXAMPLES]), values)
-                    msg.content = RecordDict()  # released; the first message carries the mean
-                    accepted = accepted or [msg]
-                else:
-                    accepted.append(msg)
-                    metrics.append(values)
+                accepted.append(msg)
+                checked.append(reply)
         if self.streaming and accepted:
             accepted[0].content = summed.mean_reply()
-            self._note_left_out(round_, summed.partial_metrics())
+            self.notices.left_out(round_, summed.left_out())
         else:
-            self._note_left_out(round_, even_out(accepted, metrics, self._global))
-        self._explain_failures(round_, failed)
-        arrays, aggregated = None, None
+            self.notices.left_out(round_, even_out(accepted, checked))
+        self.notices.failures(round_, failed, self.transport_dtype)
+        arrays, aggregated, averages = None, None, ArrayRecord()
         if accepted:
+            if self._global is not None:  # before the wrapped strategy reads (or pops) them
+                averages = average_statistics(accepted, self._global)
             with replies_reported_as(len(nodes)):  # not the 1 mean a streamed round passes on
                 arrays, aggregated = self.strategy.aggregate_train(round_, accepted + failed)
         if arrays is not None and self._global is not None:
-            arrays = restore_dtypes(average_statistics(arrays, accepted), self._global)
+            arrays = restore_dtypes(with_averages(arrays, averages), self._global)
         self.rounds.setdefault(round_, {}).update({
             "train-metrics": dict(aggregated) if aggregated is not None else {},
             "sites-failed": len(failed),
@@ -266,7 +272,7 @@ class CoLearnSchedule(Strategy):
         model = self.swa.arrays()
         if model is not None and statistics_keys(model) and self._grid is not None:
             pooled, problems = refresh_statistics(
-                self._grid, encode(model, self.transport_dtype), nodes, server_round,
+                self._grid, model, self._encode(server_round, model), nodes, server_round,
                 self.phase_timeout)
             if pooled is not None:
                 self.swa.replace(pooled)
@@ -275,16 +281,16 @@ class CoLearnSchedule(Strategy):
                 log(WARNING, "Round %d: %d site(s) did not recompute the SWA model's "
                     "normalisation statistics (%s)%s", server_round, len(problems),
                     "; ".join(problems), "" if pooled is not None else
-                    ": it keeps the averaged statistics")
+                    ": it keeps the models' averaged statistics")
         self.rounds.setdefault(server_round, {}).update(record)
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """The wrapped strategy's evaluation messages, the model in transport-dtype."""
-        messages = list(self.strategy.configure_evaluate(
-            server_round + self.round_offset, arrays, config, grid))
-        return carrying(messages, encode(arrays, self.transport_dtype))
+        round_ = server_round + self.round_offset
+        messages = list(self.strategy.configure_evaluate(round_, arrays, config, grid))
+        return carrying(messages, self._encode(round_, arrays))
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
@@ -293,10 +299,16 @@ class CoLearnSchedule(Strategy):
         whose evaluation cannot be aggregated is logged, never fatal."""
         round_ = server_round + self.round_offset
         replies = canonical_order(replies) if self.deterministic else list(replies)
-        accepted = [m for m in replies if not m.has_error()
-                    and self._usable(round_, m, weight_problem(m.content))]
-        self._note_left_out(round_, even_out(accepted, [metrics_of(m.content) for m in accepted],
-                                             None))
+        accepted, checked = [], []
+        for msg in replies:
+            if msg.has_error():
+                continue
+            reply, problem = check_reply(msg.content, None, model=False)
+            if self.notices.usable(round_, msg, problem):
+                self.notices.unusable_metrics(round_, msg, reply)
+                accepted.append(msg)
+                checked.append(reply)
+        self.notices.left_out(round_, even_out(accepted, checked))
         metrics = None
         if accepted:
             try:
@@ -308,40 +320,24 @@ class CoLearnSchedule(Strategy):
             dict(metrics) if metrics is not None else {})
         return metrics
 
-    def _usable(self, server_round: int, reply: Message, problem: str | None) -> bool:
-        if problem is not None:
-            log(WARNING, "Round %d: dropped the reply of node %d: %s",
-                server_round, reply.metadata.src_node_id, problem)
-        return problem is None
+    def _encode(self, server_round: int, arrays: ArrayRecord) -> ArrayRecord:
+        """``arrays`` as sent in ``transport_dtype``; an array sent wider (a value the dtype
+        cannot represent) is logged once per key."""
+        sent, wider = cast_for_wire(arrays, self.transport_dtype)
+        self.notices.sent_wider(server_round, wider)
+        return sent
 
-    def _site_report(self, server_round: int, reply: Message,
-                     metrics: dict[str, float | int]) -> dict[str, Any]:
+    def _site_report(self, server_round: int, reply: Message, checked: Checked) -> dict[str, Any]:
         """What the site did (taken out of its metrics), and whether it followed the round's
         schedule; a site that did not is warned about once."""
         sent = self.rounds.get(server_round, {}).get("schedule") or self.round_schedule(
             server_round)
-        did = {key: metrics.pop(key) for key in SITE_REPORT if key in metrics}
+        did = {key: checked.metrics.pop(key) for key in SITE_REPORT if key in checked.metrics}
+        for key in SITE_REPORT:
+            checked.unusable.pop(key, None)  # never averaged: no reason to give
         followed = followed_schedule(sent, did)
         node = reply.metadata.src_node_id
-        if not followed and ("site", node) not in self._told:
-            self._told.add(("site", node))
-            log(WARNING, "Round %d: node %d did not follow the co-learning schedule (sent %s; "
-                "it reported %s); its model is averaged all the same. Sites running "
-                "colearn_fl.client_app follow it.", server_round, node, sent, did or "nothing")
-        return {"node-id": node, NUM_EXAMPLES: metrics.get(NUM_EXAMPLES), **did,
+        if not followed:
+            self.notices.not_following(server_round, node, sent, did)
+        return {"node-id": node, NUM_EXAMPLES: checked.metrics.get(NUM_EXAMPLES), **did,
                 "followed": followed}
-
-    def _note_left_out(self, server_round: int, names: set[str]) -> None:
-        new = sorted(n for n in names if ("metric", n) not in self._told)
-        self._told.update(("metric", n) for n in new)
-        if new:
-            log(INFO, "Round %d: metrics %s are not reported by every site, so they are not "
-                "averaged", server_round, new)
-
-    def _explain_failures(self, server_round: int, failed: list[Message]) -> None:
-        if failed and self.transport_dtype == "bfloat16" and ("bf16",) not in self._told:
-            self._told.add(("bf16",))
-            log(WARNING, "Round %d: %d site(s) failed with transport-dtype='bfloat16': stock "
-                "Flower clients cannot read bfloat16 arrays; use transport-dtype='float16' "
-                "or 'float32' with them.", server_round, len(failed))
-

@@ -5,6 +5,19 @@ plain weighted averaging (``fedavg``, the paper's), server momentum (``fedavgm``
 2019), a proximal term at the sites (``fedprox``, Li et al. 2020) or an adaptive server
 optimizer (``fedadam``, ``fedyogi``, ``fedadagrad``; Reddi et al. 2021). ``CoLearnSchedule``
 adds the round schedule over any of them.
+
+Flower 1.41's adaptive optimizers are not exactly Reddi et al.'s Algorithm 2 (which applies no
+bias correction and starts ``v`` at ``v_-1 >= tau**2``), and colearn-fl does not patch them:
+
+- ``FedAdam``, ``FedYogi`` and ``FedAdagrad`` start ``m`` and ``v`` at 0;
+- ``FedAdam`` scales ``eta`` by Adam's bias correction with the round plus one,
+  ``sqrt(1 - beta_2**(t + 1)) / (1 - beta_1**(t + 1))``: 0.742 at round 1 (betas 0.9 and
+  0.99), where Kingma & Ba's correction (exponent ``t``) gives 1.0, so its first step is
+  about 0.74 of Adam's. ``FedYogi`` and ``FedAdagrad`` apply no correction.
+
+``tests/strategies/test_server_optimizers.py`` pins FedAdam's first step, so an upgrade of
+Flower that changes it shows. Whatever the optimizer, running statistics and non-floating
+arrays take the sites' weighted average (``strategies.running_stats``).
 """
 
 from __future__ import annotations

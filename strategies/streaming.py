@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
 from flwr.serverapp.strategy import Strategy
 
-from strategies.checks import ARRAYS, METRICS
+from strategies.checks import ARRAYS, METRICS, Metric, left_out_reason, metric_kind
 from strategies.server_optimizers import MEAN_BASED
 from strategies.transport import to_numpy
 from strategies.wire import NUM_EXAMPLES
@@ -74,9 +74,17 @@ class WeightedSum:
         self._arrays: OrderedDict[str, np.ndarray] = OrderedDict()
         self._metrics: dict[str, np.ndarray] = {}
         self._reported: dict[str, int] = {}  # replies that reported each metric
+        self._kinds: dict[str, set[str]] = {}  # the forms each metric came in (metric_kind)
+        self._unusable: set[str] = set()  # metrics some reply sent as no finite number
 
-    def add(self, arrays: ArrayRecord, weight: float, metrics: dict[str, float | int]) -> None:
-        """Fold in one reply: its arrays (any floating precision), metrics and weight."""
+    def add(self, arrays: ArrayRecord, weight: float, metrics: dict[str, Metric],
+            unusable: Iterable[str] = ()) -> None:
+        """Fold in one reply: its arrays (already checked: any floating precision), weight,
+        metrics and the names of the metrics it sent unusable (``checks.Checked``).
+
+        A metric whose form differs from the first reply's (a number here, a list there) is
+        no longer summed; ``left_out`` says why.
+        """
         if not weight > 0:
             raise ValueError(f"weight={weight}: must be > 0")
         self.total += weight
@@ -87,10 +95,17 @@ class WeightedSum:
                 self._arrays[key] += term
             else:
                 self._arrays[key] = term
-        for name, value in metrics.items():
-            term = weight * np.asarray(value, dtype=np.float64)  # a number or a list
-            self._metrics[name] = self._metrics[name] + term if name in self._metrics else term
+        for name in unusable:
+            self._unusable.add(name)
             self._reported[name] = self._reported.get(name, 0) + 1
+        for name, value in metrics.items():
+            self._reported[name] = self._reported.get(name, 0) + 1
+            kinds = self._kinds.setdefault(name, set())
+            kinds.add(metric_kind(value))
+            if len(kinds) == 1:  # a number or a list, as every reply before
+                term = weight * np.asarray(value, dtype=np.float64)
+                self._metrics[name] = (self._metrics[name] + term if name in self._metrics
+                                       else term)
 
     def mean_arrays(self) -> ArrayRecord:
         """The weighted mean of every array, in float64 (``restore_dtypes`` casts it back)."""
@@ -101,13 +116,17 @@ class WeightedSum:
             for key, value in self._arrays.items()))
 
     def mean_metrics(self) -> dict[str, float | list[float]]:
-        """The weighted mean of each metric every reply reported (lists element-wise)."""
+        """The weighted mean of each metric that can be averaged (lists element-wise)."""
+        left_out = self.left_out()
         return {name: (value / self.total).tolist() for name, value in self._metrics.items()
-                if self._reported[name] == self.count}
+                if name not in left_out}
 
-    def partial_metrics(self) -> set[str]:
-        """Metrics that only some replies reported (left out of ``mean_metrics``)."""
-        return {name for name, seen in self._reported.items() if seen != self.count}
+    def left_out(self) -> dict[str, str]:
+        """The metrics left out of ``mean_metrics``, and why (``checks.left_out_reason``)."""
+        reasons = {name: left_out_reason(self.count, seen, name in self._unusable,
+                                         self._kinds.get(name, set()))
+                   for name, seen in self._reported.items()}
+        return {name: why for name, why in sorted(reasons.items()) if why is not None}
 
     def mean_reply(self) -> RecordDict:
         """A reply's content holding the mean, weighted by all the examples: a mean-based

@@ -20,11 +20,12 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 from flwr.serverapp import Grid
 
-from strategies.checks import metrics_of, weight_problem
+from strategies.arrays import checked_arrays
+from strategies.checks import check_reply
 from strategies.query import query_sites
 from strategies.running_stats import STATISTICS
 from strategies.transport import to_numpy
-from strategies.wire import BN_REFRESH, NUM_EXAMPLES, SERVER_ROUND
+from strategies.wire import BN_REFRESH, SERVER_ROUND
 
 MEAN, VAR, COUNT = STATISTICS  # running_mean, running_var, num_batches_tracked
 
@@ -34,7 +35,10 @@ class SwaAverage:
 
     Floating arrays are averaged in float64 and handed back in the global model's dtype;
     integer arrays (BatchNorm's ``num_batches_tracked``) are taken from the newest model, since
-    an average of step counters means nothing.
+    an average of step counters means nothing. Normalisation statistics the sites recomputed
+    for the current average (``replace``) are handed back in place of the averaged ones until
+    the next model comes in; then, until they are recomputed again, the average holds the
+    models' averaged statistics (never a blend of an earlier refresh and the models').
 
     Parameters
     ----------
@@ -49,14 +53,17 @@ class SwaAverage:
         self.count = 0  # models averaged so far
         self._mean: dict[str, np.ndarray] = {}  # float64 (floating) or the newest (integer)
         self._dtypes: dict[str, np.dtype] = {}
+        self._refreshed: dict[str, np.ndarray] = {}  # statistics recomputed for this average
 
     def covers(self, server_round: int) -> bool:
         """Whether the model of ``server_round`` enters the average."""
         return self.start > 0 and server_round >= self.start
 
     def add(self, arrays: ArrayRecord) -> None:
-        """Fold one global model into the average (``mean += (x - mean) / count``)."""
+        """Fold one global model into the average (``mean += (x - mean) / count``); statistics
+        recomputed for the previous average no longer hold."""
         self.count += 1
+        self._refreshed = {}
         for key, array in arrays.items():
             values = to_numpy(array)
             self._dtypes[key] = values.dtype
@@ -71,26 +78,32 @@ class SwaAverage:
         if not self.count:
             return None
         return ArrayRecord(OrderedDict(
-            (key, Array(np.array(value, dtype=self._dtypes[key], order="C")))
+            (key, Array(np.array(self._refreshed.get(key, value), dtype=self._dtypes[key],
+                                 order="C")))
             for key, value in self._mean.items()))
 
     def replace(self, statistics: ArrayRecord) -> None:
-        """Overwrite the average's arrays named in ``statistics`` (the refreshed ones)."""
+        """Hand back ``statistics`` (recomputed for the current average) in place of its
+        averaged ones, until the next model comes in."""
         for key, array in statistics.items():
             values = to_numpy(array)
-            self._mean[key] = values.astype(np.float64) if np.issubdtype(
+            self._refreshed[key] = values.astype(np.float64) if np.issubdtype(
                 values.dtype, np.inexact) else values.copy()
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps so a resumed run continues the same average."""
         return {"start": self.start, "count": self.count,
                 "mean": {k: v.copy() for k, v in self._mean.items()},
+                "refreshed": {k: v.copy() for k, v in self._refreshed.items()},
                 "dtypes": {k: str(v) for k, v in self._dtypes.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue the average a checkpoint kept (``start`` stays the run config's)."""
+        """Continue the average a checkpoint kept (``start`` stays the run config's; a
+        checkpoint from before ``refreshed`` was kept holds the refreshed statistics in
+        ``mean``)."""
         self.count = int(state["count"])
         self._mean = {k: np.array(v) for k, v in state["mean"].items()}
+        self._refreshed = {k: np.array(v) for k, v in state.get("refreshed", {}).items()}
         self._dtypes = {k: np.dtype(v) for k, v in state["dtypes"].items()}
 
 
@@ -99,7 +112,8 @@ def statistics_keys(arrays: ArrayRecord) -> list[str]:
     return [key for key in arrays if key.endswith(STATISTICS)]
 
 
-def pool_statistics(replies: Sequence[tuple[ArrayRecord, float]]) -> ArrayRecord:
+def pool_statistics(replies: Sequence[tuple[ArrayRecord, float]],
+                    reference: ArrayRecord | None = None) -> ArrayRecord:
     """Pool per-site normalisation statistics into those of all the sites' data together.
 
     Each reply holds, per normalisation layer, the mean and the (population) variance of the
@@ -109,8 +123,17 @@ def pool_statistics(replies: Sequence[tuple[ArrayRecord, float]]) -> ArrayRecord
         mean = sum(n_i * mean_i) / N
         var  = sum(n_i * (var_i + mean_i**2)) / N - mean**2
 
+    computed in float64 and handed back in the reference's dtypes (the global model's: a
+    float16 reply's means of +-300 pool to a variance of 90100, beyond float16);
     ``num_batches_tracked`` is the sites' sum. Keys that are not running statistics are
     ignored.
+
+    Parameters
+    ----------
+    replies : Sequence[tuple[ArrayRecord, float]]
+        Each site's statistics (checked: ``checks.check_reply``) and its examples.
+    reference : ArrayRecord | None
+        The model whose dtypes the result takes; ``None``: the first reply's.
     """
     if not replies:
         raise ValueError("no statistics to pool")
@@ -130,7 +153,9 @@ def pool_statistics(replies: Sequence[tuple[ArrayRecord, float]]) -> ArrayRecord
             result = np.maximum(second - _weighted(layer_means, weights, total) ** 2, 0.0)
         else:
             result = sum(values)
-        pooled[key] = Array(np.array(result, dtype=values[0].dtype, order="C"))
+        dtype = values[0].dtype if reference is None else np.dtype(reference[key].dtype)
+        with np.errstate(over="ignore"):  # beyond the dtype: refresh_statistics' check says so
+            pooled[key] = Array(np.array(result, dtype=dtype, order="C"))
     return ArrayRecord(pooled)
 
 
@@ -138,28 +163,44 @@ def _weighted(values: list[np.ndarray], weights: list[float], total: float) -> n
     return sum(w * v for w, v in zip(weights, values, strict=True)) / total
 
 
-def refresh_statistics(grid: Grid, model: ArrayRecord, node_ids: Sequence[int],
-                       server_round: int, timeout: float) -> tuple[ArrayRecord | None, list[str]]:
+def refresh_statistics(grid: Grid, model: ArrayRecord, sent: ArrayRecord,
+                       node_ids: Sequence[int], server_round: int,
+                       timeout: float) -> tuple[ArrayRecord | None, list[str]]:
     """Ask ``node_ids`` to recompute ``model``'s normalisation statistics over their training
     data (a forward-only ``query.bn_refresh`` round) and pool their answers.
 
-    Returns the pooled statistics (``None`` when no site answered usably) and, per site that
-    did not, why. A site's answer holds the model's statistics keys and ``num-examples``.
+    Parameters
+    ----------
+    grid : Grid
+        The training rounds' grid.
+    model : ArrayRecord
+        The SWA model in the global model's dtypes: each answer must hold exactly its
+        statistics keys and is decoded into its dtypes and checked like a training reply
+        (``checks.check_reply``: shapes, finite values, a positive ``num-examples``).
+    sent : ArrayRecord
+        The same model as it travels (``transport-dtype``).
+    node_ids, server_round, timeout
+        Whom to ask, the round the query belongs to, and how long to wait.
+
+    Returns
+    -------
+    tuple[ArrayRecord | None, list[str]]
+        The pooled statistics (``None`` when no site answered usably) and, per site that did
+        not, why.
     """
-    keys = statistics_keys(model)
-    content = RecordDict({"arrays": model, "config": ConfigRecord({SERVER_ROUND: server_round})})
+    reference = ArrayRecord(OrderedDict((k, model[k]) for k in statistics_keys(model)))
+    content = RecordDict({"arrays": sent, "config": ConfigRecord({SERVER_ROUND: server_round})})
     usable, problems = [], []
     for node, reply, error in query_sites(grid, BN_REFRESH, content, node_ids, timeout):
-        if error is not None:
-            problems.append(f"node {node}: {error}")
-            continue
-        records = list(reply.content.array_records.values())
-        problem = weight_problem(reply.content) or (
-            None if len(records) == 1 and sorted(records[0]) == sorted(keys)
-            else f"expected exactly the statistics {keys}")
-        if problem is None:
-            weight = float(metrics_of(reply.content)[NUM_EXAMPLES])
-            usable.append((records[0], weight))
-        else:
+        checked, problem = (None, error) if error is not None else check_reply(
+            reply.content, reference)
+        if checked is None:
             problems.append(f"node {node}: {problem}")
-    return (pool_statistics(usable) if usable else None), problems
+        else:
+            usable.append((checked.arrays, checked.weight))
+    if not usable:
+        return None, problems
+    pooled = pool_statistics(usable, reference)
+    problem = checked_arrays(reference, pooled)[1]
+    return (None, [*problems, f"the pooled statistics: {problem}"]) if problem else (
+        pooled, problems)

@@ -189,3 +189,23 @@ def test_a_key_the_optimizer_does_not_read_is_named_once(caplog) -> None:
     server_optimizer("fedadam", server_tau=0.01)  # tau is FedAdam's own: no warning
     assert caplog.text.count("does not use") == 1
     assert "server-optimizer='fedavg' does not use server-momentum" in caplog.text
+
+
+@pytest.mark.parametrize("name", SERVER_OPTIMIZERS)
+def test_integer_buffers_take_the_sites_average_under_every_server_optimizer(
+        flower_identity: None, name: str) -> None:
+    # Prepare: a parameter and a step counter (not a BatchNorm name); momentum 0.9 for FedAvgM
+    def state(w: float, steps: int) -> ArrayRecord:
+        return ArrayRecord({"w": Array(np.array([w], np.float32)),
+                            "step": Array(np.array(steps, np.int64))})
+
+    wrapped = CoLearnSchedule(server_optimizer(name, server_momentum=0.9 if name == "fedavgm"
+                                               else 0.0))
+    grid, arrays = StaticGrid([1, 2]), state(0.0, 0)
+    # Execute: three rounds in which both sites advanced the counter to 35, then 40, 45
+    for server_round, steps in ((1, 35), (2, 40), (3, 45)):
+        list(wrapped.configure_train(server_round, arrays, ConfigRecord(), grid))
+        arrays, _ = wrapped.aggregate_train(server_round, [reply(1, state(1.0, steps)),
+                                                           reply(2, state(1.0, steps))])
+    # Assert: the counter is the sites' average, 45, whatever the optimizer does to w
+    assert arrays["step"].dtype == "int64" and int(arrays["step"].numpy()) == 45

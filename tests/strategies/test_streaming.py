@@ -34,7 +34,7 @@ def test_weighted_sum_is_the_float64_mean_of_every_array_and_metric() -> None:
     np.testing.assert_array_equal(mean["w"].numpy(), [1.5, 3.0])
     assert mean["n"].numpy() == 5.0 and mean["w"].numpy().dtype == np.float64
     assert summed.mean_metrics() == {"train-loss": pytest.approx(0.4)}
-    assert summed.partial_metrics() == {"only-here"}
+    assert summed.left_out() == {"only-here": "not reported by every site"}
     assert summed.total == 4.0
 
 
