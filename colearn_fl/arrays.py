@@ -37,8 +37,13 @@ def arrays_to_state_dict(arrays: ArrayRecord) -> OrderedDict[str, torch.Tensor]:
     return OrderedDict((k, to_tensor(v)) for k, v in arrays.items())
 
 
+FLOAT16_MAX = float(torch.finfo(torch.float16).max)  # 65504
+
+
 def encode_like(state_dict: dict[str, torch.Tensor], received: ArrayRecord) -> ArrayRecord:
-    """A site's reply: its state_dict, in the 16-bit precision the server used for each key."""
+    """A site's reply: its state_dict, in the 16-bit precision the server used for each key;
+    a float16 key whose values training took beyond float16's range goes at the module's own
+    precision instead (the server reads any floating precision), never as inf."""
     out = OrderedDict()
     for key, tensor in state_dict.items():
         tensor = tensor.detach().cpu().contiguous()
@@ -47,10 +52,15 @@ def encode_like(state_dict: dict[str, torch.Tensor], received: ArrayRecord) -> A
             if wire.stype == BFLOAT16_STYPE:
                 out[key] = _bfloat16_array(tensor)
                 continue
-            if wire.dtype == "float16":
+            if wire.dtype == "float16" and not _beyond_float16(tensor):
                 tensor = tensor.half()
         out[key] = Array(tensor.numpy())
     return ArrayRecord(out)
+
+
+def _beyond_float16(tensor: torch.Tensor) -> bool:
+    finite = tensor[torch.isfinite(tensor)]
+    return bool(finite.numel()) and float(finite.abs().max()) > FLOAT16_MAX
 
 
 def to_tensor(array: Array) -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch
 from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 from torch import nn
 
+from colearn_fl.arrays import FLOAT16_MAX
 from strategies import wire
 from strategies.running_stats import STATISTICS
 
@@ -80,8 +81,11 @@ def refresh_reply(module: pl.LightningModule, datamodule: pl.LightningDataModule
         mean, var = moments[layer]
         value = {"running_mean": mean, "running_var": var,
                  "num_batches_tracked": torch.tensor(batches)}[name]
-        # bfloat16 has no NumPy dtype: its statistics come back as float32.
-        dtype = np.float32 if array.dtype == "bfloat16" else np.dtype(array.dtype)
+        # bfloat16 has no NumPy dtype, and float16 cannot hold a variance beyond 65504: such
+        # statistics come back as float32 (the server reads any floating precision).
+        dtype = np.dtype(array.dtype) if array.dtype != "bfloat16" else np.float32
+        if dtype == np.float16 and not np.all(np.abs(value.cpu().numpy()) <= FLOAT16_MAX):
+            dtype = np.float32
         statistics[key] = Array(np.array(value.cpu().numpy(), dtype=dtype))
     metrics = MetricRecord({wire.NUM_EXAMPLES: examples})
     return Message(content=RecordDict({"arrays": ArrayRecord(statistics), "metrics": metrics}),

@@ -108,3 +108,15 @@ def test_float32_reply_to_a_float16_round_is_accepted(flower_identity: None) -> 
     assert colearn.rounds[1]["sites-averaged"] == 1
     np.testing.assert_array_equal(arrays["w"].numpy(), [1.0, 3.0])
     assert arrays["w"].dtype == "float32"
+
+
+def test_a_site_replies_beyond_float16_at_its_own_precision_never_inf() -> None:
+    # Prepare: the server sent both keys at float16; training took one past 65504
+    received = ArrayRecord({"small": Array(np.ones(2, dtype=np.float16)),
+                            "big": Array(np.ones(2, dtype=np.float16))})
+    state = {"small": torch.tensor([1.5, -2.0]), "big": torch.tensor([7e4, 1.0])}
+    # Execute
+    reply = encode_like(state, received)
+    # Assert
+    assert reply["small"].dtype == "float16"
+    assert reply["big"].dtype == "float32" and reply["big"].numpy().tolist() == [7e4, 1.0]
