@@ -6,14 +6,22 @@ run folder in use, a site's data) the message already says what is wrong and how
 so the traceback only buries it: this filter turns that record into ``[colearn] FAILED: <the
 message>``, or drops it when the run already logged that line. Any other exception keeps
 Flower's traceback.
+
+In a simulation, Flower's runtime also logs every site exception with its whole Ray traceback
+(about 55 lines per site and round) in the ServerApp's process. When the site raised one of
+colearn-fl's own errors, its message already says what to change and the server names it in
+one line per site (and in ``run-log.json``): those runtime records are left out too.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import sys
 
-from colearn_fl.errors import ColearnError
+from flwr.clientapp.client_app import ClientAppException
+
+from colearn_fl.errors import ColearnError, ConfigError, DataError
 
 LOGGED = "colearn_logged"  # set on an error whose FAILED line the run has logged itself
 
@@ -30,7 +38,23 @@ class _OneLine(logging.Filter):
         return True
 
 
+# Where flwr 1.41's simulation runtime logs a site's exception (module names), and how a
+# colearn-fl error looks in the Ray traceback it carries (its class's qualified name).
+SIMULATION_RUNTIME = ("raybackend", "vce_api")
+SITE_ERRORS = tuple(f"{cls.__module__}.{cls.__name__}" for cls in (ConfigError, DataError,
+                                                                     ColearnError))
+
+
+class _SitesSayIt(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = sys.exc_info()[1]
+        return not (record.levelno >= logging.ERROR and record.module in SIMULATION_RUNTIME
+                    and isinstance(error, ClientAppException)
+                    and any(name in str(error) for name in SITE_ERRORS))
+
+
 @functools.cache
 def one_line_failures() -> None:
-    """Install the filter on Flower's logger (once per process)."""
+    """Install the filters on Flower's logger (once per process)."""
     logging.getLogger("flwr").addFilter(_OneLine())
+    logging.getLogger("flwr").addFilter(_SitesSayIt())

@@ -13,7 +13,8 @@ from colearn_fl.arrays import state_dict_to_arrays
 from colearn_fl.config import RunConfig
 from colearn_fl.errors import ColearnError, ConfigError
 from colearn_fl.server.recorder import RoundRecorder
-from tests.tiny import TinyClassifier
+from colearn_fl.simulation import simulate
+from tests.tiny import TinyClassifier, TinyData
 
 TRAINED = {"sites-sent": 2, "sites-averaged": 2}
 DROPPED = {"sites-sent": 2, "sites-averaged": 0,
@@ -69,3 +70,23 @@ def test_max_failed_rounds_tolerates_that_many_minus_one_in_a_row(tmp_path: Path
 def test_runs_that_cannot_learn_are_refused(raw: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         RunConfig.from_dict(raw)
+
+
+class NoOptimizer(TinyClassifier):
+    def configure_optimizers(self):
+        return None
+
+
+def test_a_user_module_without_an_optimizer_fails_in_one_line_per_site(tmp_path: Path,
+                                                                       caplog) -> None:
+    # Execute: a user's module whose configure_optimizers returns None, through simulate()
+    with pytest.raises(ColearnError, match=r"round 1: none of the 2 sites returned a usable "
+                                           r"model .*NoOptimizer.configure_optimizers\(\) "
+                                           r"returned no optimizer"):
+        simulate({"output-dir": str(tmp_path), "run-name": "r", "num-server-rounds": 1,
+                  "fraction-evaluate": 0.0}, num_sites=2, module_fn=lambda _: NoOptimizer(),
+                 datamodule_fn=lambda context: TinyData(n=32))
+    # Assert: the sites' reason is said, and no runtime traceback buries it
+    logged = [record.getMessage() for record in caplog.records]
+    assert not [m for m in logged if "Traceback" in m or "ray::ClientAppActor" in m]
+    assert any("returned no optimizer" in m for m in logged)
