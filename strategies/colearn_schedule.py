@@ -22,6 +22,7 @@ from strategies.checks import Checked, check_reply, even_out
 from strategies.cycles import round_lr_bounds
 from strategies.epochs import local_epochs, validate_epochs
 from strategies.notices import Notices
+from strategies.query import short_reason
 from strategies.running_stats import average_statistics, with_averages
 from strategies.site_report import SITE_REPORT, followed_schedule
 from strategies.streaming import WeightedSum, is_mean_based, replies_reported_as
@@ -299,12 +300,12 @@ class CoLearnSchedule(Strategy):
         whose evaluation cannot be aggregated is logged, never fatal."""
         round_ = server_round + self.round_offset
         replies = canonical_order(replies) if self.deterministic else list(replies)
-        accepted, checked = [], []
+        accepted, checked, failed = [], [], [m for m in replies if m.has_error()]
         for msg in replies:
             if msg.has_error():
                 continue
             reply, problem = check_reply(msg.content, None, model=False)
-            if self.notices.usable(round_, msg, problem):
+            if self.notices.usable(round_, msg, problem, "evaluation"):
                 self.notices.unusable_metrics(round_, msg, reply)
                 accepted.append(msg)
                 checked.append(reply)
@@ -312,12 +313,18 @@ class CoLearnSchedule(Strategy):
         metrics = None
         if accepted:
             try:
-                metrics = self.strategy.aggregate_evaluate(
-                    round_, accepted + [m for m in replies if m.has_error()])
+                metrics = self.strategy.aggregate_evaluate(round_, accepted + failed)
             except Exception as error:  # noqa: BLE001 - a bad evaluation must not end the run
                 log(WARNING, "Round %d: federated evaluation not aggregated: %s", round_, error)
-        self.rounds.setdefault(round_, {})["federated-metrics"] = (
-            dict(metrics) if metrics is not None else {})
+        record = self.rounds.setdefault(round_, {})
+        record["federated-metrics"] = dict(metrics) if metrics is not None else {}
+        record.update({"sites-evaluated": len(accepted), "sites-evaluation-failed": len(failed),
+                       "sites-evaluation-dropped": len(replies) - len(failed) - len(accepted)})
+        if failed:  # the sites' reasons: run-log.json, and the round line's count
+            record["evaluation-errors"] = [m.error.reason for m in failed]
+            log(WARNING, "Round %d: federated evaluation failed at %d site(s): %s", round_,
+                len(failed), "; ".join(dict.fromkeys(short_reason(m.error.reason)
+                                                     for m in failed)))
         return metrics
 
     def _encode(self, server_round: int, arrays: ArrayRecord) -> ArrayRecord:

@@ -27,11 +27,13 @@ class Notices:
         self._told.add(what)
         return new
 
-    def usable(self, server_round: int, reply: Message, problem: str | None) -> bool:
-        """Whether a reply is usable; why not is logged, with its site."""
+    def usable(self, server_round: int, reply: Message, problem: str | None,
+               kind: str = "training") -> bool:
+        """Whether a reply is usable; why not is logged, with its site and the reply's
+        ``kind`` (``training`` or ``evaluation``)."""
         if problem is not None:
-            log(WARNING, "Round %d: dropped the reply of node %d: %s",
-                server_round, reply.metadata.src_node_id, problem)
+            log(WARNING, "Round %d: dropped the %s reply of node %d: %s",
+                server_round, kind, reply.metadata.src_node_id, problem)
         return problem is None
 
     def unusable_metrics(self, server_round: int, reply: Message, checked: Checked) -> None:

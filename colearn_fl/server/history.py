@@ -23,7 +23,8 @@ from typing import Any
 HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
 RUN_LOG_JSON = "run-log.json"
-RUN_DEPENDENT = ("round-s", "elapsed-s", "errors")  # row keys kept out of history.json
+# Row keys kept out of history.json (run-log.json has them): they differ between reruns.
+RUN_DEPENDENT = ("round-s", "elapsed-s", "errors", "evaluation-errors")
 NODE_ID = "node-id"  # Flower's id of a site's node: random per simulation
 
 Row = dict[str, Any]

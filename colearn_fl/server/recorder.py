@@ -145,8 +145,9 @@ class RoundRecorder:
         row.update({f"central-{k}": v for k, v in central.items()})
         row.update({k: v for k, v in record.items()
                     if k.startswith(("sites-", "site-", "model-", "bytes-", "swa-", "lr-"))})
-        if record.get("errors"):  # the sites' error texts: run-log.json only (RUN_DEPENDENT)
-            row["errors"] = list(record["errors"])
+        for key in ("errors", "evaluation-errors"):  # the sites' texts: run-log.json only
+            if record.get(key):
+                row[key] = list(record[key])
         row["round-s"] = round(now - self._last, 3)
         row["elapsed-s"] = round(self._elapsed_before + now - self._started, 3)
         self._last = now
@@ -181,6 +182,9 @@ def _round_line(row: Row, total_rounds: int) -> str:
     if "sites-sent" in row:
         parts.append("sites: " + ", ".join(f"{row.get(f'sites-{k}', 0)} {k}" for k in
                                            ("sent", "failed", "dropped", "averaged")))
+    failed = {k: row.get(f"sites-evaluation-{k}", 0) for k in ("failed", "dropped")}
+    if any(failed.values()):
+        parts.append("evaluation: " + ", ".join(f"{v} {k}" for k, v in failed.items()))
     if isinstance(row.get("train-loss"), float):
         parts.append(f"train-loss {row['train-loss']:.4f}")
     parts += [f"{k} {v:.4f}" for k, v in row.items()

@@ -51,7 +51,7 @@ def test_a_malformed_reply_is_dropped_with_and_without_streaming(
     np.testing.assert_array_equal(arrays["w"].numpy(), [2.0, 3.0])
     assert int(arrays["n"].numpy()) == 3
     assert schedule.rounds[1]["sites-dropped"] == 1
-    assert "dropped the reply of node 3: '" in caplog.text
+    assert "dropped the training reply of node 3: '" in caplog.text
 
 
 def evaluation(node: int, **metrics: float | list[float]) -> Message:

@@ -3,6 +3,7 @@ stops the run after max-failed-rounds of them in a row (default 1), whatever the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,28 @@ def test_a_user_module_without_an_optimizer_fails_in_one_line_per_site(tmp_path:
     logged = [record.getMessage() for record in caplog.records]
     assert not [m for m in logged if "Traceback" in m or "ray::ClientAppActor" in m]
     assert any("returned no optimizer" in m for m in logged)
+
+
+class TrainOnly(TinyData):
+    """A site's data without validation."""
+
+    val_dataloader = None  # type: ignore[assignment]
+
+
+def test_a_site_without_validation_is_noted_once_and_its_failures_counted(tmp_path: Path,
+                                                                          caplog) -> None:
+    # Prepare: site 0 has no validation data, site 1 has
+    def data(context):
+        return TrainOnly(n=32) if context.node_config["partition-id"] == 0 else TinyData(n=32)
+
+    # Execute
+    folder = simulate({"output-dir": str(tmp_path), "run-name": "v", "num-server-rounds": 1,
+                       "epochs-initial": 1}, num_sites=2, module_fn=lambda _: TinyClassifier(),
+                      datamodule_fn=data)
+    # Assert: one note at the data check; the round counts the failed evaluation
+    logged = [record.getMessage() for record in caplog.records]
+    assert sum("no validation data" in m for m in logged) == 1
+    assert any("evaluation: 1 failed, 0 dropped" in m for m in logged)
+    row = json.loads((folder / "history.json").read_text())["rounds"][1]
+    assert (row["sites-evaluated"], row["sites-evaluation-failed"]) == (1, 1)
+    assert not [m for m in logged if "Traceback" in m]
