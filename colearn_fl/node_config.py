@@ -38,9 +38,24 @@ from tasks.partition import check_num_partitions, check_partition_id
 DATA_DIR = "data-dir"  # a deployed site's own data
 PARTITION_ID = "partition-id"  # a simulated site's share of the run config's data-dir
 NUM_PARTITIONS = "num-partitions"
+SITE_NAME = "site-name"  # how a site is named in the server's log (default: see site_name)
 ACCELERATOR, DEVICES, STRATEGY = "accelerator", "devices", "strategy"  # a site's hardware
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 STRATEGIES = ("auto", "ddp_spawn")  # "auto" = ddp_spawn with devices > 1
+
+
+def site_name(context: Any) -> str:
+    """How this site is named in the server's log and its error messages: its node-config
+    ``site-name``, else ``site-<partition-id>`` in a simulation (as its results folder is
+    named), else its node-config ``data-dir``, else ``node-<Flower's node id>``."""
+    node = context.node_config
+    if node.get(SITE_NAME):
+        return str(node[SITE_NAME])
+    if node.get(DATA_DIR):
+        return str(node[DATA_DIR])
+    if PARTITION_ID in node:
+        return f"site-{node[PARTITION_ID]}"
+    return f"node-{context.node_id}"
 
 
 def node_partition(node: Mapping[str, Any]) -> tuple[str, tuple[int, int] | None]:

@@ -159,7 +159,8 @@ class CoLearnSchedule(Strategy):
         self.rounds: dict[int, dict[str, Any]] = {}  # what each round sent and received
         self._global: ArrayRecord | None = None  # the round's global model, full precision
         self._wire: ArrayRecord | None = None  # the same, as sent (transport-dtype)
-        self.notices = Notices()  # what the server logs about replies, once or each time
+        self.site_names: dict[int, str] = {}  # node id -> site name (from the data check)
+        self.notices = Notices(self.site_names)  # what the server logs about replies
 
     def summary(self) -> None:
         """Log the schedule, then the wrapped strategy's summary."""
@@ -216,7 +217,7 @@ class CoLearnSchedule(Strategy):
                 continue
             reply, problem = check_reply(msg.content, self._global)
             if not self.notices.usable(round_, msg, problem):
-                dropped.append(f"node {msg.metadata.src_node_id}: {problem}")
+                dropped.append(f"{self.notices.site(msg.metadata.src_node_id)}: {problem}")
                 continue
             sites.append(self._site_report(round_, msg, reply))  # takes its report out
             self.notices.unusable_metrics(round_, msg, reply)

@@ -18,8 +18,15 @@ from strategies.checks import NOT_EVERYWHERE, NOT_FINITE, Checked
 class Notices:
     """The server's log lines about replies, each standing one said once per run."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: dict[int, str] | None = None) -> None:
         self._told: set[Hashable] = set()  # what was already said once
+        self.names = names if names is not None else {}  # node id -> the site's own name
+
+    def site(self, node: int) -> str:
+        """A site as its results are named (``site-1``, its data-dir, its ``site-name``), with
+        Flower's node id; ``node <id>`` for a site that gave no name (a stock ClientApp)."""
+        name = self.names.get(node)
+        return f"{name} (node {node})" if name else f"node {node}"
 
     def first_time(self, what: Hashable) -> bool:
         """Whether ``what`` is said for the first time (and from now on, was said)."""
@@ -32,15 +39,15 @@ class Notices:
         """Whether a reply is usable; why not is logged, with its site and the reply's
         ``kind`` (``training`` or ``evaluation``)."""
         if problem is not None:
-            log(WARNING, "Round %d: dropped the %s reply of node %d: %s",
-                server_round, kind, reply.metadata.src_node_id, problem)
+            log(WARNING, "Round %d: dropped the %s reply of %s: %s",
+                server_round, kind, self.site(reply.metadata.src_node_id), problem)
         return problem is None
 
     def unusable_metrics(self, server_round: int, reply: Message, checked: Checked) -> None:
         """Name the site of each metric it sent that is not a finite number."""
         for why in checked.unusable.values():
-            log(WARNING, "Round %d: node %d: %s; it is not averaged this round (the node's "
-                "other metrics are)", server_round, reply.metadata.src_node_id, why)
+            log(WARNING, "Round %d: %s: %s; it is not averaged this round (the site's "
+                "other metrics are)", server_round, self.site(reply.metadata.src_node_id), why)
 
     def left_out(self, server_round: int, left_out: dict[str, str]) -> None:
         """Log once per name the metrics left out of the average (a metric some site sent as
@@ -66,9 +73,10 @@ class Notices:
                       did: dict[str, Any]) -> None:
         """Warn once per site that it did not follow the co-learning schedule."""
         if self.first_time(("site", node)):
-            log(WARNING, "Round %d: node %d did not follow the co-learning schedule (sent %s; "
+            log(WARNING, "Round %d: %s did not follow the co-learning schedule (sent %s; "
                 "it reported %s); its model is averaged all the same. Sites running "
-                "colearn_fl.client_app follow it.", server_round, node, sent, did or "nothing")
+                "colearn_fl.client_app follow it.", server_round, self.site(node), sent,
+                did or "nothing")
 
     def failures(self, server_round: int, failed: list[Message], transport_dtype: str) -> None:
         """Explain once that stock Flower clients cannot read bfloat16."""

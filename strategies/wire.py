@@ -55,5 +55,6 @@ LR_FIND_STEPS = "lr-find-steps"
 # a site replies with its sizes, or with the error its data gave (stops the run at once).
 DATA_CHECK = "query.data_check"
 TRAIN_EXAMPLES = "train-examples"
+SITE_NAME = "site-name"  # data check reply (ConfigRecord "site"): how the site calls itself
 TRAIN_UNSIZED = "train-unsized"  # data check reply: training data without a length
 VAL_EXAMPLES = "val-examples"

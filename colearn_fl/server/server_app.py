@@ -110,6 +110,7 @@ def run_colearning(
     source = "the LR range test" if found is not None else cycle_source(config, source)
     log(INFO, "[colearn] lr-max %.4g from %s; lr-min %.4g", top, source, bottom)
     colearn = build_strategy(config.with_cycle(top, bottom), round_offset=done)
+    colearn.site_names.update({s["node-id"]: s["site-name"] for s in sizes if s.get("site-name")})
     if not history:
         colearn.rounds[0] = {"site-data": sizes}
         if found is not None:

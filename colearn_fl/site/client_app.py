@@ -9,6 +9,8 @@ from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
 from colearn_fl.config import RunConfig
+from colearn_fl.errors import ColearnError
+from colearn_fl.node_config import site_name
 from colearn_fl.site.clipping_mod import clipping_mod
 from colearn_fl.site.rounds import (
     SiteCall,
@@ -84,9 +86,12 @@ def _bound(handler: Callable[[Message, SiteCall], Message], factories: SiteFacto
            view: ContextView | None) -> Callable[[Message, Context], Message]:
     def function(msg: Message, context: Context) -> Message:
         seen = view(context) if view else context
-        run = RunConfig.from_dict(seen.run_config)  # once per message
-        module_fn, datamodule_fn = factories(run)
-        return handler(msg, SiteCall(seen, run, module_fn, datamodule_fn))
+        try:
+            run = RunConfig.from_dict(seen.run_config)  # once per message
+            module_fn, datamodule_fn = factories(run)
+            return handler(msg, SiteCall(seen, run, module_fn, datamodule_fn))
+        except ColearnError as error:  # the server's log names the site, as its results do
+            raise type(error)(f"[{site_name(seen)}] {error}") from error
 
     function.__name__ = handler.__name__
     return function

@@ -16,7 +16,7 @@ from flwr.supercore import log
 from colearn_fl.arrays import arrays_to_state_dict, encode_like
 from colearn_fl.config import RunConfig
 from colearn_fl.errors import ConfigError
-from colearn_fl.node_config import PARTITION_ID, SiteDevices
+from colearn_fl.node_config import PARTITION_ID, SiteDevices, site_name
 from colearn_fl.site.bn_refresh import refresh_reply
 from colearn_fl.site.callbacks.lr_cycle import LRCycle
 from colearn_fl.site.callbacks.optimizer_state import KeepOptimizerState
@@ -77,7 +77,9 @@ def data_check_round(msg: Message, call: SiteCall) -> Message:
     # Unsized data (an IterableDataset) says so: its examples are counted as it trains.
     sizes = {wire.TRAIN_EXAMPLES: train} if train is not None else {wire.TRAIN_UNSIZED: 1}
     sizes[wire.VAL_EXAMPLES] = validation_examples(data)
-    return Message(content=RecordDict({"metrics": MetricRecord(sizes)}), reply_to=msg)
+    site = ConfigRecord({wire.SITE_NAME: site_name(call.context)})  # for the server's log
+    return Message(content=RecordDict({"metrics": MetricRecord(sizes), "site": site}),
+                   reply_to=msg)
 
 
 def refresh_round(msg: Message, call: SiteCall) -> Message:

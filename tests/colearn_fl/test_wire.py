@@ -70,9 +70,11 @@ def test_sites_send_only_state_dict_arrays_and_scalar_metrics(tmp_path) -> None:
                                         for k, t in state_dict.items()}
             assert set(metrics["keys"]) == {"num-examples", "train-loss", "epochs-run",
                                             "lr-first", "lr-last"}
-        elif reply["type"] == "query.data_check":  # the site's data sizes, nothing else
-            assert kinds == ["MetricRecord"]
+        elif reply["type"] == "query.data_check":  # the site's data sizes and its name
+            assert kinds == ["ConfigRecord", "MetricRecord"]
             assert set(metrics["keys"]) == {"train-examples", "val-examples"}
+            assert reply["records"]["site"] == {"kind": "ConfigRecord", "keys": ["site-name"],
+                                                "values": {"site-name": "str"}}
         else:
             assert kinds == ["MetricRecord"]
             assert set(metrics["keys"]) == {"num-examples", "loss", "accuracy"}

@@ -82,8 +82,8 @@ def test_a_user_module_without_an_optimizer_fails_in_one_line_per_site(tmp_path:
                                                                        caplog) -> None:
     # Execute: a user's module whose configure_optimizers returns None, through simulate()
     with pytest.raises(ColearnError, match=r"round 1: none of the 2 sites returned a usable "
-                                           r"model .*NoOptimizer.configure_optimizers\(\) "
-                                           r"returned no optimizer"):
+                                           r"model .*\[site-[01]\] NoOptimizer.configure_"
+                                           r"optimizers\(\) returned no optimizer"):
         simulate({"output-dir": str(tmp_path), "run-name": "r", "num-server-rounds": 1,
                   "fraction-evaluate": 0.0}, num_sites=2, module_fn=lambda _: NoOptimizer(),
                  datamodule_fn=lambda context: TinyData(n=32))
@@ -111,7 +111,8 @@ def test_a_site_without_validation_is_noted_once_and_its_failures_counted(tmp_pa
                       datamodule_fn=data)
     # Assert: one note at the data check; the round counts the failed evaluation
     logged = [record.getMessage() for record in caplog.records]
-    assert sum("no validation data" in m for m in logged) == 1
+    assert sum(m.startswith("[colearn] data check: site-0 (node ") and "no validation data" in m
+               for m in logged) == 1
     assert any("evaluation: 1 failed, 0 dropped" in m for m in logged)
     row = json.loads((folder / "history.json").read_text())["rounds"][1]
     assert (row["sites-evaluated"], row["sites-evaluation-failed"]) == (1, 1)
