@@ -112,8 +112,9 @@ def train_round(msg: Message, call: SiteCall) -> Message:
     epochs, callbacks = _round_plan(config, run.schedule.epochs_initial)
     if float(config.get(wire.PROXIMAL_MU, 0.0)) > 0:
         callbacks.append(ProximalTerm(float(config[wire.PROXIMAL_MU])))
-    if run.training.optimizer_state == "keep":
-        callbacks.append(_kept_optimizer_state(call))
+    kept = _kept_optimizer_state(call) if run.training.optimizer_state == "keep" else None
+    if kept is not None:
+        callbacks.append(kept)
     stats = RoundStats()
     server_round = int(config.get(wire.SERVER_ROUND, 0))
     seed = hash((run.seed, server_round, _site(call.context))) % 2**31
@@ -137,14 +138,21 @@ def train_round(msg: Message, call: SiteCall) -> Message:
     return Message(content=reply, reply_to=msg)
 
 
-def _kept_optimizer_state(call: SiteCall) -> KeepOptimizerState:
-    """``optimizer-state='keep'``: the callback that carries this site's optimizer state over
-    (in this process: spawned workers of a multi-device site could not hand it back)."""
+def _kept_optimizer_state(call: SiteCall) -> KeepOptimizerState | None:
+    """``optimizer-state='keep'``: the callback that carries this site's optimizer state over;
+    ``None`` (reset, said once) at a site with ``devices > 1``, whose spawned workers cannot
+    hand the state back."""
     if SiteDevices.from_node_config(call.context.node_config).devices > 1:
-        raise ConfigError("optimizer-state='keep' is not supported at a site with devices > 1 "
-                          "(its spawned workers cannot hand the state back): use "
-                          "optimizer-state='reset' or train this site on one device.")
+        _reset_on_devices()
+        return None
     return KeepOptimizerState(call.context.state)
+
+
+@functools.cache
+def _reset_on_devices() -> None:
+    log(WARNING, "[colearn] optimizer-state='keep' is not supported at a site with devices > 1 "
+        "(its spawned workers cannot hand the state back): this site builds a new optimizer "
+        "every round (optimizer-state='reset')")
 
 
 def _round_plan(config: ConfigRecord, epochs_initial: int) -> tuple[int, list[pl.Callback]]:
