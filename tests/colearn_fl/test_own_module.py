@@ -98,7 +98,9 @@ def test_an_adam_module_runs_the_cycle_from_its_own_lr_and_learns(tmp_path: Path
 @pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 def test_at_its_own_constant_lr_it_trains_as_under_stock_fedavg(tmp_path: Path) -> None:
     # Execute: the same epochs, the cycle held at the module's LR, and Flower's own FedAvg
-    rows = colearning(tmp_path, **{"run-name": "constant", "lr-schedule": "constant"})
+    # (optimizer-state='reset': stock FedAvg's sites build a new optimizer every round too)
+    rows = colearning(tmp_path, **{"run-name": "constant", "lr-schedule": "constant",
+                                   "optimizer-state": "reset"})
     fedavg_loss = stock_fedavg(tmp_path / "fedavg")
     # Assert: the same training up to the sites' shuffles (seeded differently)
     assert rows[-1]["central-loss"] == pytest.approx(fedavg_loss, rel=0.05)
