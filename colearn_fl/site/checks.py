@@ -41,25 +41,34 @@ def check_training_batches(loader: Any, data: pl.LightningDataModule) -> None:
 
 
 def validation_examples(data: pl.LightningDataModule) -> int:
-    """The examples this site validates on; 0 without a ``val_dataloader``."""
+    """The examples this site validates on (``data`` set up for fitting); 0 without a
+    ``val_dataloader``."""
     if not is_overridden("val_dataloader", data, pl.LightningDataModule):
         return 0
-    return examples_in(data.val_dataloader()) or 0
+    try:
+        loader = data.val_dataloader()
+    except Exception:  # noqa: BLE001 - a module that sets validation up on its own stage
+        data.setup("validate")
+        loader = data.val_dataloader()
+    return examples_in(loader) or 0
 
 
 def check_validation(data: pl.LightningDataModule) -> None:
-    """A ``ConfigError`` when this site cannot evaluate: no ``val_dataloader``, or an empty
-    one."""
-    name = type(data).__name__
+    """A ``ConfigError`` when this site has no ``val_dataloader`` to evaluate with."""
     if not is_overridden("val_dataloader", data, pl.LightningDataModule):
         raise ConfigError(
-            f"this site's {name} has no val_dataloader, so it cannot evaluate the global model. "
-            "Give it one, or set fraction-evaluate=0 to turn federated evaluation off.")
-    if examples_in(data.val_dataloader()) == 0:
+            f"this site's {type(data).__name__} has no val_dataloader, so it cannot evaluate "
+            "the global model. Give it one, or set fraction-evaluate=0 to turn federated "
+            "evaluation off.")
+
+
+def check_validated(data: pl.LightningDataModule, examples: int) -> None:
+    """A ``ConfigError`` when an evaluation saw no example (an empty validation loader)."""
+    if examples == 0:
         raise ConfigError(
-            f"this site's {name}.val_dataloader() is empty (0 examples), so it cannot evaluate "
-            "the global model. Give it validation data, or set fraction-evaluate=0 to turn "
-            "federated evaluation off.")
+            f"this site's {type(data).__name__}.val_dataloader() is empty (0 examples), so it "
+            "cannot evaluate the global model. Give it validation data, or set "
+            "fraction-evaluate=0 to turn federated evaluation off.")
 
 
 def mismatch(module: pl.LightningModule, received: Mapping[str, torch.Tensor]) -> str:

@@ -25,6 +25,7 @@ from colearn_fl.site.callbacks.release_process_group import ReleaseProcessGroup
 from colearn_fl.site.callbacks.round_stats import RoundStats
 from colearn_fl.site.checks import (
     check_training_batches,
+    check_validated,
     check_validation,
     examples_in,
     mismatch,
@@ -202,6 +203,7 @@ def evaluate_round(msg: Message, call: SiteCall) -> Message:
     stats = RoundStats()
     trainer = _trainer(call, int(_config(msg).get(wire.SERVER_ROUND, 0)), [stats])
     results = trainer.validate(module, datamodule=data, verbose=False)
+    check_validated(data, stats.eval_examples)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     metrics[wire.NUM_EXAMPLES] = stats.eval_examples
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)

@@ -46,6 +46,7 @@ def test_users_own_module_federates_with_two_lines(tmp_path, monkeypatch) -> Non
         assert (folder / name).is_file()
 
 
+@pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 def test_resume_continues_with_the_next_rounds_schedule(tmp_path) -> None:
     # Prepare: a 2-round run
     common = {"output-dir": str(tmp_path), "run-name": "r", "epochs-schedule": "linear",
@@ -61,6 +62,7 @@ def test_resume_continues_with_the_next_rounds_schedule(tmp_path) -> None:
     assert rows[3]["local-epochs"] == 3
 
 
+@pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 def test_fashion_mnist_federation_learns(tmp_path) -> None:
     # Execute: 2 sites, 2000 real training images, 2 rounds (epochs 1, 2)
     folder = simulate({"max-samples": 2000, "num-server-rounds": 2, "output-dir": str(tmp_path)},

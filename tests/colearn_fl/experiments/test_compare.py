@@ -11,6 +11,7 @@ import pytest
 from colearn_fl.cli import main
 
 
+@pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 def test_compare_runs_all_four_methods_at_equal_budget(tmp_path, capsys) -> None:
     # Execute: 2 sites, 400 images, 1 co-learning round of 1 epoch -> budget 400 sample-epochs
     status = main(["compare", "--sites", "2", "--max-samples", "400", "--rounds", "1",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from colearn_fl.server.checkpoint import load_checkpoint
@@ -12,6 +13,7 @@ from colearn_fl.simulation import simulate
 from tests.tasks.image.test_data import write_cifar
 
 
+@pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 def test_densenet_40_federates_on_cifar_batches_in_bf16(tmp_path: Path) -> None:
     # Prepare: 40 training and 20 test images in the real pickle format
     data_dir = write_cifar(tmp_path / "data")

@@ -157,6 +157,7 @@ def test_a_site_trainer_learns_the_tones_on_the_real_data_path(tmp_path: Path) -
 
 
 # ~30 s on 2 cores, mostly Ray and ClientApp start-up: the one federated speech run in CI
+@pytest.mark.slow  # CI runs it (README: the slow checks); too long for the default suite
 def test_speech_federation_learns_the_tones(tmp_path: Path) -> None:
     # Prepare: 12 speakers (8 training, 2 validation, 2 testing), word i = tone at 300 + 280 i Hz
     data = write_tone_set(tmp_path / "data", speakers=12)
