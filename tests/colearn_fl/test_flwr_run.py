@@ -11,28 +11,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from colearn_fl.cli import main
-from colearn_fl.deploy.superlink import pids_mentioning
-
 REPO = Path(__file__).resolve().parents[2]
 FLWR = Path(sys.executable).with_name("flwr")
-
-
-@pytest.fixture
-def flwr_home(tmp_path) -> Iterator[Path]:
-    home = tmp_path / "flwr-home"
-    yield home
-    # The README's one precise command: only this FLWR_HOME's SuperLink and SuperExec
-    assert main(["stop-superlink", "--flwr-home", str(home)]) == 0
-    deadline = time.monotonic() + 15
-    while pids_mentioning(str(home)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not pids_mentioning(str(home)), "the managed SuperLink outlived the test"
 
 
 def test_flwr_run_streams_rounds_and_writes_results(tmp_path, flwr_home: Path) -> None:

@@ -8,14 +8,9 @@ import os
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from colearn_fl.cli import main
-from colearn_fl.deploy.superlink import pids_mentioning
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "own-model.md"
 BIN = Path(sys.executable).parent
@@ -25,17 +20,6 @@ def page_files() -> dict[str, str]:
     """The page's fenced blocks whose first line names a file (``# my_app.py``)."""
     blocks = re.findall(r"```(?:python|toml)\n# ([\w.]+)\n(.*?)```", PAGE.read_text(), re.S)
     return {name: body for name, body in blocks}
-
-
-@pytest.fixture
-def flwr_home(tmp_path: Path) -> Iterator[Path]:
-    home = tmp_path / "flwr-home"
-    yield home
-    assert main(["stop-superlink", "--flwr-home", str(home)]) == 0
-    deadline = time.monotonic() + 15
-    while pids_mentioning(str(home)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not pids_mentioning(str(home)), "the managed SuperLink outlived the test"
 
 
 def test_the_page_names_its_files() -> None:
