@@ -7,11 +7,10 @@ default schedule's 4, 2, 1). Printed: each method's central validation loss afte
 and its ratio to stock FedAvg's:
 
 - ``colearn``: ``colearn_fl.client_app`` / ``server_app`` at the defaults (the cosine cycle
-  from the module's own 1e-3 down to 1e-5 in every round), with ``optimizer-state='reset'``
-  (a new optimizer every round, as stock FedAvg's sites build one);
+  from the module's own 1e-3 down to 1e-5 in every round; ``optimizer-state='reset'``: a new
+  optimizer every round, as stock FedAvg's sites build one);
 - ``colearn-constant``: the same with ``lr-schedule='constant'`` (the cycle held at 1e-3);
-- ``colearn-keep``: the defaults with ``optimizer-state='keep'`` (the default since
-  2026-12-02);
+- ``colearn-keep``: the defaults with ``optimizer-state='keep'``;
 - ``fedavg``: Flower's ``FedAvg`` over sites that fit the module with its own optimizer.
 
     python benchmarks/own_module.py --samples 1024 --seeds 0,1,2

@@ -200,7 +200,7 @@ class SiteTraining:
     precision: str = "32-true"  # Lightning Trainer precision at the sites, e.g. bf16-mixed
     site_threads: int = 0  # torch threads per site; 0 = 1 in simulation, torch's default else
     lr_find_steps: int = 100  # lr-max="auto": steps of each site's LR range test
-    optimizer_state: str = "keep"  # keep: its state lives on between rounds; reset: a new one
+    optimizer_state: str = "reset"  # reset: a new optimizer each round; keep: its state lives on
 
     def validate(self) -> None:
         _one_of("precision", self.precision, PRECISIONS)

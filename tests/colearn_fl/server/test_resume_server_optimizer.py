@@ -11,8 +11,11 @@ from colearn_fl.server.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from colearn_fl.simulation import simulate
 from tests.tiny import TinyClassifier, TinyData
 
+# optimizer-state='reset': a new simulation starts its sites' optimizers afresh; this test is
+# about the server optimizer's state, which the checkpoint carries
 FEDAVGM = {"server-optimizer": "fedavgm", "server-lr": 1.0, "server-momentum": 0.9,
-           "epochs-schedule": "fixed", "epochs-initial": 1, "seed": 3}
+           "epochs-schedule": "fixed", "epochs-initial": 1, "seed": 3,
+           "optimizer-state": "reset"}
 
 
 def site_data(context: Context) -> TinyData:
