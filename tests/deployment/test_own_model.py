@@ -41,19 +41,21 @@ def test_the_walk_through_app_colearns_across_two_supernodes(tmp_path: Path) -> 
     subprocess.run([sys.executable, "make_data.py"], cwd=app, env=env, check=True, timeout=60)
     processes: list[subprocess.Popen] = []
     try:
-        superlink = start(env, tmp_path / "superlink.log", [
+        # (logs in the app folder: processes start there, as the page's shell does, so the
+        # run's relative output-dir lands in my-app/outputs)
+        superlink = start(env, app / "superlink.log", [
             str(BIN / "flower-superlink"), "--insecure", "--host", "127.0.0.1",
             "--port", str(link)])
         processes.append(superlink)
-        wait_for_log(tmp_path / "superlink.log", "Uvicorn running on", superlink,
+        wait_for_log(app / "superlink.log", "Uvicorn running on", superlink,
                      START_TIMEOUT)
         for site in ("site-a", "site-b"):
-            node = start(env, tmp_path / f"{site}.log", [
+            node = start(env, app / f"{site}.log", [
                 str(BIN / "flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{link}",
                 "--host", "127.0.0.1", "--port", str(free_port()),
                 "--node-config", f"data-dir='{app / 'data' / site}'"])
             processes.append(node)
-            wait_for_log(tmp_path / f"{site}.log", "SuperNode ID:", node, START_TIMEOUT)
+            wait_for_log(app / f"{site}.log", "SuperNode ID:", node, START_TIMEOUT)
 
         # Execute: the page's flwr run, to that SuperLink
         done = subprocess.run(
@@ -65,7 +67,9 @@ def test_the_walk_through_app_colearns_across_two_supernodes(tmp_path: Path) -> 
     # Assert: both sites trained on all of their own folder (900 of its 1,000 points: 10 %
     # validate); the model learned
     output = done.stdout + done.stderr
-    history = json.loads((app / "outputs" / "deployed" / "history.json").read_text())
+    path = app / "outputs" / "deployed" / "history.json"
+    assert path.exists(), output[-3000:]
+    history = json.loads(path.read_text())
     assert history["status"] == "completed", output[-3000:]
     rows = history["rounds"]
     assert [s["train-examples"] for s in rows[0]["site-data"]] == [900, 900]
