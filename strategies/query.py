@@ -61,9 +61,18 @@ class QuietQueries(logging.Filter):
                 self.out -= 1
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (self.out and record.levelno >= logging.ERROR
-                    and record.module in SIMULATION_RUNTIME
-                    and isinstance(sys.exc_info()[1], ClientAppException))
+        return not (self.out and site_exception(record) is not None)
+
+
+def site_exception(record: logging.LogRecord) -> ClientAppException | None:
+    """The site's exception when ``record`` is one of the simulation runtime's ERROR records
+    of it (logged inside the runtime's ``except`` block, so the exception being handled is
+    the site's); else ``None``."""
+    error = sys.exc_info()[1]
+    if (record.levelno >= logging.ERROR and record.module in SIMULATION_RUNTIME
+            and isinstance(error, ClientAppException)):
+        return error
+    return None
 
 
 @functools.cache

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
-
-from flwr.clientapp.client_app import ClientAppException
 
 from colearn_fl.errors import ColearnError, ConfigError, DataError
+from strategies.query import site_exception
 
 LOGGED = "colearn_logged"  # set on an error whose FAILED line the run has logged itself
 
@@ -38,19 +36,15 @@ class _OneLine(logging.Filter):
         return True
 
 
-# Where flwr 1.41's simulation runtime logs a site's exception (module names), and how a
-# colearn-fl error looks in the Ray traceback it carries (its class's qualified name).
-SIMULATION_RUNTIME = ("raybackend", "vce_api")
+# How a colearn-fl error looks in the Ray traceback a site's exception carries.
 SITE_ERRORS = tuple(f"{cls.__module__}.{cls.__name__}" for cls in (ConfigError, DataError,
                                                                      ColearnError))
 
 
 class _SitesSayIt(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        error = sys.exc_info()[1]
-        return not (record.levelno >= logging.ERROR and record.module in SIMULATION_RUNTIME
-                    and isinstance(error, ClientAppException)
-                    and any(name in str(error) for name in SITE_ERRORS))
+        error = site_exception(record)
+        return not (error is not None and any(name in str(error) for name in SITE_ERRORS))
 
 
 @functools.cache

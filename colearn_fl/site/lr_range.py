@@ -16,6 +16,7 @@ from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 from pytorch_lightning.tuner import Tuner
 
 from colearn_fl.errors import ConfigError
+from colearn_fl.site.checks import examples_in
 from colearn_fl.trainer import make_trainer
 from strategies import wire
 
@@ -61,10 +62,8 @@ def range_test_reply(module: pl.LightningModule, datamodule: pl.LightningDataMod
     suggested, diverged = range_test(
         module, datamodule, float(config[wire.LR_FIND_MIN]), float(config[wire.LR_FIND_MAX]),
         int(config[wire.LR_FIND_STEPS]), precision)
-    try:  # the weight of this site's answer; unsized data: the batches the test ran
-        examples = len(datamodule.train_dataloader().dataset)
-    except (AttributeError, TypeError):
-        examples = int(config[wire.LR_FIND_STEPS])
+    # the weight of this site's answer; unsized data: the batches the test ran
+    examples = examples_in(datamodule.train_dataloader()) or int(config[wire.LR_FIND_STEPS])
     metrics = MetricRecord({wire.LR_SUGGESTED: suggested, wire.LR_DIVERGED: diverged,
                             wire.NUM_EXAMPLES: examples})
     return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
