@@ -77,24 +77,6 @@ def cast_for_wire(arrays: ArrayRecord, dtype: str) -> tuple[ArrayRecord, dict[st
     return ArrayRecord(sent), wider
 
 
-def decode(arrays: ArrayRecord, reference: ArrayRecord) -> ArrayRecord:
-    """``arrays`` from the wire with each floating array cast back to the reference's dtype.
-
-    An unchecked round trip, for arrays the caller trusts: keys the reference lacks are kept
-    as they came, and nothing is checked. The server reads the sites' replies with
-    ``strategies.arrays.checked_arrays`` instead, which decodes and casts the same way and
-    judges the result.
-    """
-    decoded = OrderedDict()
-    for key, array in arrays.items():
-        ref = reference.get(key)
-        values = to_numpy(array)
-        if ref is not None and is_floating(ref.dtype) and is_floating(str(values.dtype)):
-            values = values.astype(np.dtype(ref.dtype))
-        decoded[key] = Array(np.array(values, order="C").reshape(values.shape))
-    return ArrayRecord(decoded)
-
-
 def to_numpy(array: Array) -> np.ndarray:
     """An ``Array`` as NumPy; raw bfloat16 words become float32 (NumPy has no bfloat16)."""
     if array.stype == BFLOAT16_STYPE:

@@ -10,8 +10,8 @@ from flwr.app import Array, ArrayRecord, ConfigRecord
 
 from colearn_fl.arrays import arrays_to_state_dict, encode_like, state_dict_to_arrays
 from strategies import CoLearn
-from strategies.arrays import count_bytes
-from strategies.transport import decode, encode
+from strategies.arrays import checked_arrays, count_bytes
+from strategies.transport import encode
 from tests.strategies.test_colearn import StaticGrid, reply
 from tests.tiny import TinyClassifier
 
@@ -28,7 +28,8 @@ def model_arrays() -> ArrayRecord:
 def test_round_trip_within_tolerance_and_ints_exact(model_arrays: ArrayRecord, dtype: str,
                                                     tolerance: float) -> None:
     # Execute
-    back = decode(encode(model_arrays, dtype), model_arrays)
+    back, problem = checked_arrays(model_arrays, encode(model_arrays, dtype))  # as the server
+    assert problem is None and back is not None
     # Assert: floats close (relative error of a 16-bit mantissa), ints bit-exact, dtypes restored
     for key, original in model_arrays.items():
         assert back[key].dtype == original.dtype
