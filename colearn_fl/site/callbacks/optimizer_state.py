@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import copy
 import io
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -36,7 +34,6 @@ class KeepOptimizerState(Callback):
 
     def __init__(self, store: RecordDict) -> None:
         self.store = store
-        self.restored: list[dict[str, Any]] = []  # what the last fit started from (for tests)
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -51,7 +48,6 @@ class KeepOptimizerState(Callback):
             optimizer.load_state_dict(state)
             for group, values in zip(optimizer.param_groups, kept, strict=True):
                 group.update(values)
-        self.restored = [copy.deepcopy(o.state_dict()) for o in trainer.optimizers]
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -3,6 +3,7 @@ the LR stays the new optimizer's (the server's cycle sets it)."""
 
 from __future__ import annotations
 
+import copy
 import io
 
 import pytorch_lightning as pl
@@ -18,6 +19,13 @@ def fit(module: pl.LightningModule, callbacks: list[pl.Callback], tmp_path) -> N
                enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                default_root_dir=tmp_path, accelerator="cpu").fit(
         module, datamodule=TinyData(n=32, batch_size=16))
+
+
+class StartState(pl.Callback):
+    """A copy of the optimizer's state as training starts (after the callbacks before it)."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.state = copy.deepcopy(trainer.optimizers[0].state_dict())
 
 
 def saved(store: RecordDict) -> list[dict]:
@@ -37,10 +45,10 @@ def test_the_next_round_starts_from_the_state_the_last_one_saved(tmp_path) -> No
     fit(TinyClassifier(optimizer="adam"), [KeepOptimizerState(store)], tmp_path)
     after_round_1 = saved(store)[0]
     # Execute: round 2 builds a new module and optimizer (as every round does)
-    keep = KeepOptimizerState(store)
-    fit(TinyClassifier(optimizer="adam"), [keep], tmp_path)
+    start = StartState()
+    fit(TinyClassifier(optimizer="adam"), [KeepOptimizerState(store), start], tmp_path)
     # Assert: restored = saved (Adam's step count and moments), and saved again after
-    assert_same_state(keep.restored[0], after_round_1)
+    assert_same_state(start.state, after_round_1)
     assert int(after_round_1["state"][0]["step"]) == 2
     assert int(saved(store)[0]["state"][0]["step"]) == 4
 
@@ -56,7 +64,9 @@ def test_the_restored_optimizer_keeps_this_rounds_lr(tmp_path) -> None:
     torch.save(state, buffer)
     store[STATE_KEY]["optimizers"] = buffer.getvalue()
     # Execute
-    keep = KeepOptimizerState(store)
-    fit(TinyClassifier(optimizer="adam"), [keep], tmp_path)
-    # Assert: the group starts at configure_optimizers' 1e-3, not the saved 1e-9
-    assert keep.restored[0]["param_groups"][0]["lr"] == 1e-3
+    start = StartState()
+    fit(TinyClassifier(optimizer="adam"), [KeepOptimizerState(store), start], tmp_path)
+    # Assert: the group starts at configure_optimizers' 1e-3, not the saved 1e-9, with the
+    # saved Adam state (2 steps)
+    assert start.state["param_groups"][0]["lr"] == 1e-3
+    assert int(start.state["state"][0]["step"]) == 2
