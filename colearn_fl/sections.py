@@ -26,6 +26,7 @@ DEFAULT, AUTO = "default", "auto"  # the words lr-max (both) and lr-min (the fir
 LR_KEYS = {"lr-max": (DEFAULT, AUTO), "lr-min": (DEFAULT,)}
 LOGGERS = ("csv", "tensorboard")  # the ``logger`` key: where sites and server log metrics
 OPTIMIZER_STATES = ("reset", "keep")  # the optimizer-state key
+MONITOR_MODES = ("auto", "min", "max")  # monitor-mode: auto = min for a loss, else max
 # Lightning Trainer precisions a site may train in (``precision`` key).
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
 
@@ -219,6 +220,8 @@ class Outputs:
     overwrite: bool = False  # replace a run already in output-dir/run-name
     central_eval: bool = True  # evaluate the global model on the test split every round
     logger: str = "csv"  # Lightning logger of the sites' rounds and the server's history
+    monitor: str = ""  # the history metric model-best follows; "" = the run's main metric
+    monitor_mode: str = "auto"  # min, max, or auto (min for a loss or an error, else max)
 
     def folder(self, run_id: int) -> Path:
         """``<output-dir>/<run-name>``; an empty run-name means ``run-<flower run id>``."""
@@ -226,6 +229,7 @@ class Outputs:
 
     def validate(self) -> None:
         _one_of("logger", self.logger, LOGGERS)
+        _one_of("monitor-mode", self.monitor_mode, MONITOR_MODES)
         if self.resume and self.overwrite:
             raise ConfigError("resume=true and overwrite=true: choose one (continue the run in "
                               "run-name's folder, or replace it).")

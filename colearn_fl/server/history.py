@@ -30,7 +30,11 @@ NODE_ID = "node-id"  # Flower's id of a site's node: random per simulation
 Row = dict[str, Any]
 
 
-RUNNING, COMPLETED, FAILED = "running", "completed", "failed"  # history.json's status
+# history.json's status: running while rounds remain, then how the run ended. ``stopped``:
+# interrupted (Ctrl-C, ``flwr stop``); ``budget spent``: the DP budget (dp-target-epsilon) would
+# be exceeded by the next round, so the run ended early with the last model kept.
+RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+STOPPED, BUDGET_SPENT = "stopped", "budget spent"
 
 
 def write_history(folder: Path, rows: Sequence[Row], run_config: dict[str, Any],
@@ -115,3 +119,42 @@ def read_history(folder: Path) -> list[Row]:
                 ["rounds"])
 
 
+
+
+def main_metric(row: Row) -> str:
+    """The run's main metric in ``row``: the first central metric other than the loss, else
+    the first federated one, else ``loss`` (without its prefix)."""
+    for prefix in ("central-", "federated-"):
+        for key in row:
+            if key.startswith(prefix) and not key.endswith("loss"):
+                return key.removeprefix(prefix)
+    return "loss"
+
+
+def monitored(rows: Sequence[Row], monitor: str = "", mode: str = "auto") -> tuple[str, str]:
+    """The history column the best round is judged by, and ``min`` or ``max``.
+
+    ``monitor`` (the run config's ``monitor``) names it; ``""`` means the main metric
+    (``main_metric``), central when the rows hold it, else federated. ``mode`` ``auto`` means
+    ``min`` for a name ending in ``loss`` or ``error``, else ``max``.
+    """
+    key = monitor
+    if not key:
+        last = rows[-1] if rows else {}
+        metric = main_metric(last)
+        key = next((f"{p}{metric}" for p in ("central-", "federated-") if f"{p}{metric}" in last),
+                   f"central-{metric}")
+    if mode == "auto":
+        mode = "min" if key.endswith(("loss", "error")) else "max"
+    return key, mode
+
+
+def best_row(rows: Sequence[Row], key: str, mode: str) -> Row | None:
+    """The trained round (round >= 1) whose finite ``key`` is best under ``mode`` (the first
+    of equals); ``None`` when no such round recorded it."""
+    scored = [r for r in rows if r.get("round", 0) >= 1 and isinstance(r.get(key), (int, float))
+              and not isinstance(r.get(key), bool) and math.isfinite(r[key])]
+    if not scored:
+        return None
+    pick = min if mode == "min" else max
+    return pick(scored, key=lambda r: r[key])

@@ -16,7 +16,7 @@ from colearn_fl.arrays import arrays_to_state_dict
 from colearn_fl.errors import ColearnError
 from colearn_fl.server.central_eval import CentralEval
 from colearn_fl.server.checkpoint import CHECKPOINT_NAME, save_checkpoint
-from colearn_fl.server.history import Row, write_history
+from colearn_fl.server.history import Row, main_metric, write_history
 from colearn_fl.server.plots import CURVES_PNG, plot_curves
 from colearn_fl.trainer import make_logger
 from strategies import CoLearnSchedule
@@ -103,7 +103,7 @@ class RoundRecorder:
             save_checkpoint(self.folder / CHECKPOINT_NAME, payload)
         write_history(self.folder, self.history, self.run_config)
         self._log(row)
-        plot_curves(self.folder / CURVES_PNG, self.history, _main_metric(self.history))
+        plot_curves(self.folder / CURVES_PNG, self.history, main_metric(self.history[-1]))
         log(INFO, "%s", _round_line(row, self.total_rounds))
         _stop_if_diverged(row)
         return MetricRecord(central) if central else None
@@ -162,15 +162,6 @@ def _stop_if_diverged(row: dict[str, Any]) -> None:
         raise ColearnError(
             f"round {row['round']}: the global model's central loss is {loss}: training "
             f"diverged. Lower lr-max (this round's cycle top: {top}), or use lr-max='auto'.")
-
-
-def _main_metric(history: list[Row]) -> str:
-    """The first central (else federated) metric other than the loss, for the plot."""
-    for prefix in ("central-", "federated-"):
-        for key in history[-1]:
-            if key.startswith(prefix) and not key.endswith("loss"):
-                return key.removeprefix(prefix)
-    return "loss"
 
 
 def _round_line(row: Row, total_rounds: int) -> str:

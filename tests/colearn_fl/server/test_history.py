@@ -11,7 +11,7 @@ import torch
 
 from colearn_fl.errors import ConfigError
 from colearn_fl.server.checkpoint import load_checkpoint, save_checkpoint
-from colearn_fl.server.history import read_history, write_history
+from colearn_fl.server.history import best_row, monitored, read_history, write_history
 from colearn_fl.server.plots import plot_curves
 
 ROWS = [
@@ -79,3 +79,32 @@ def test_failed_write_keeps_the_last_good_checkpoint(tmp_path) -> None:
 def test_missing_checkpoint_names_the_fix(tmp_path) -> None:
     with pytest.raises(ConfigError, match="resume=true but there is no checkpoint"):
         load_checkpoint(tmp_path / "checkpoint.pt")
+
+
+SCORED = [{"round": 0, "central-loss": 2.3, "central-acc": 0.10, "federated-acc": 0.1},
+        {"round": 1, "central-loss": 0.9, "central-acc": 0.70, "federated-acc": 0.6},
+        {"round": 2, "central-loss": 0.7, "central-acc": 0.68, "federated-acc": 0.8},
+        {"round": 3, "central-loss": float("nan"), "central-acc": 0.70}]
+
+
+@pytest.mark.parametrize(("monitor", "mode", "expected"), [
+    ("", "auto", ("central-acc", "max")),
+    ("central-loss", "auto", ("central-loss", "min")),
+    ("federated-acc", "min", ("federated-acc", "min")),
+])
+def test_monitored_resolves_the_main_metric_and_the_mode(monitor, mode, expected) -> None:
+    # Execute / Assert: "" is the first central metric other than the loss
+    assert monitored(SCORED, monitor, mode) == expected
+
+
+def test_monitored_falls_back_to_federated_then_loss() -> None:
+    assert monitored([{"round": 1, "federated-acc": 0.5}]) == ("federated-acc", "max")
+    assert monitored([{"round": 1, "train-loss": 0.5}]) == ("central-loss", "min")
+
+
+def test_best_row_skips_round_0_and_non_finite_values_and_keeps_the_first_of_equals() -> None:
+    # Round 0 and the NaN loss of round 3 never win; rounds 1 and 3 tie on accuracy: round 1
+    assert best_row(SCORED, "central-acc", "max")["round"] == 1
+    assert best_row(SCORED, "central-loss", "min")["round"] == 2
+    assert best_row(SCORED, "federated-acc", "max")["round"] == 2
+    assert best_row(SCORED, "central-f1", "max") is None
