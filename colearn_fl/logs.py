@@ -7,9 +7,12 @@ import logging
 import warnings
 
 # Printed by every Trainer a site builds (one per round) and of no use to a site: Lightning's
-# advertisement for its cloud logger, and a deprecation inside Lightning's own pytree code.
+# advertisement for its cloud logger, a deprecation inside Lightning's own pytree code, and,
+# at a site without a validation split, that its per-epoch validation (epoch-validation) is
+# skipped: the site's data check already said it has none.
 NOISE = ("💡 Tip: For seamless cloud logging",)
-NOISY_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",)
+NOISY_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                  r"You defined a `validation_step` but have no `val_dataloader`")
 
 
 class _DropNoise(logging.Filter):

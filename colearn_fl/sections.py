@@ -202,6 +202,7 @@ class SiteTraining:
     site_threads: int = 0  # torch threads per site; 0 = 1 in simulation, torch's default else
     lr_find_steps: int = 100  # lr-max="auto": steps of each site's LR range test
     optimizer_state: str = "reset"  # reset: a new optimizer each round; keep: its state lives on
+    epoch_validation: bool = True  # validate at each local epoch's end (per-epoch site curves)
 
     def validate(self) -> None:
         _one_of("precision", self.precision, PRECISIONS)

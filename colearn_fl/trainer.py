@@ -29,7 +29,7 @@ def make_logger(kind: str, save_dir: str | Path, name: str, version: str) -> Log
 def make_trainer(precision: str, callbacks: list[pl.Callback], epochs: int = 0,
                  logger: Logger | bool = False, progress_bar: bool = True,
                  root_dir: str | None = None,
-                 hardware: SiteDevices | None = None) -> pl.Trainer:
+                 hardware: SiteDevices | None = None, validate: bool = False) -> pl.Trainer:
     """A Trainer on the automatically chosen device (CPU or one GPU), or on ``hardware``.
 
     Parameters
@@ -39,8 +39,8 @@ def make_trainer(precision: str, callbacks: list[pl.Callback], epochs: int = 0,
     callbacks : list[pl.Callback]
         The round's callbacks (the LR cycle, statistics, curves).
     epochs : int
-        Epochs to train; 0 builds an evaluation-only Trainer. Training Trainers skip
-        validation, which the server asks for separately (default: 0).
+        Epochs to train; 0 builds an evaluation-only Trainer. Training Trainers validate
+        only with ``validate`` (default: 0).
     logger : Logger | bool
         Where metrics go; ``False`` = nowhere (default: False).
     progress_bar : bool
@@ -51,6 +51,10 @@ def make_trainer(precision: str, callbacks: list[pl.Callback], epochs: int = 0,
     hardware : SiteDevices, optional
         ``accelerator``, ``devices`` and ``strategy`` (a site's node config); default: one
         automatically chosen device.
+    validate : bool
+        Validate at every epoch's end while training, where the data has a validation split
+        (the sites' per-epoch curves); evaluation-only Trainers always validate
+        (default: False).
     """
     quiet_lightning()
     save_dir = root_dir or (logger.save_dir if isinstance(logger, Logger) else None)
@@ -65,6 +69,6 @@ def make_trainer(precision: str, callbacks: list[pl.Callback], epochs: int = 0,
         enable_model_summary=False,
         enable_progress_bar=progress_bar,
         num_sanity_val_steps=0,
-        limit_val_batches=0 if epochs else None,
+        limit_val_batches=None if validate or not epochs else 0,
         default_root_dir=save_dir,
     )

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
 from strategies.arrays import checked_arrays
-from strategies.wire import NUM_EXAMPLES, TRAIN_LOSS
+from strategies.wire import EPOCH_PREFIX, NUM_EXAMPLES, TRAIN_LOSS
 
 ARRAYS, METRICS = "arrays", "metrics"  # the record names every reply gets before averaging
 Metric = int | float | list[int] | list[float]
@@ -46,12 +46,15 @@ class Checked:
         Its model in the global model's dtypes; ``None`` for evaluation replies.
     unusable : dict[str, str]
         Metrics it sent that are left out (not finite), and why.
+    epochs : dict[str, Metric]
+        Its per-epoch series (``epoch-*`` metrics), kept apart: recorded, never averaged.
     """
 
     metrics: dict[str, Metric]
     weight: float
     arrays: ArrayRecord | None = None
     unusable: dict[str, str] = field(default_factory=dict)
+    epochs: dict[str, Metric] = field(default_factory=dict)
 
 
 def kebab(name: str) -> str:
@@ -100,10 +103,11 @@ def check_reply(content: RecordDict, reference: ArrayRecord | None,
         arrays, problem = checked_arrays(reference, arrays)
         if problem is not None:
             return None, problem
+    epochs = {name: metrics.pop(name) for name in list(metrics) if name.startswith(EPOCH_PREFIX)}
     unusable = {name: why for name, value in metrics.items()
                 if (why := metric_problem(name, value)) is not None}
     usable = {name: value for name, value in metrics.items() if name not in unusable}
-    return Checked(usable, float(metrics[NUM_EXAMPLES]), arrays, unusable), None
+    return Checked(usable, float(metrics[NUM_EXAMPLES]), arrays, unusable, epochs), None
 
 
 def metrics_of(content: RecordDict) -> dict[str, Metric]:

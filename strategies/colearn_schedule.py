@@ -24,7 +24,7 @@ from strategies.epochs import local_epochs, validate_epochs
 from strategies.notices import Notices
 from strategies.query import short_reason
 from strategies.running_stats import average_statistics, with_averages
-from strategies.site_report import SITE_REPORT, followed_schedule
+from strategies.site_report import SITE_REPORT, epoch_curves, followed_schedule
 from strategies.streaming import WeightedSum, is_mean_based, replies_reported_as
 from strategies.swa import SwaAverage, refresh_statistics, statistics_keys
 from strategies.transport import carrying, cast_for_wire, check_transport_dtype
@@ -34,6 +34,7 @@ from strategies.wire import (
     LR_MIN,
     LR_SCHEDULE,
     NUM_EXAMPLES,
+    TRAIN_LOSS,
 )
 
 
@@ -341,11 +342,14 @@ class CoLearnSchedule(Strategy):
         sent = self.rounds.get(server_round, {}).get("schedule") or self.round_schedule(
             server_round)
         did = {key: checked.metrics.pop(key) for key in SITE_REPORT if key in checked.metrics}
+        curves = epoch_curves(checked)
         for key in SITE_REPORT:
             checked.unusable.pop(key, None)  # never averaged: no reason to give
         followed = followed_schedule(sent, did)
         node = reply.metadata.src_node_id
         if not followed:
             self.notices.not_following(server_round, node, sent, did)
-        return {"node-id": node, NUM_EXAMPLES: checked.metrics.get(NUM_EXAMPLES), **did,
-                "followed": followed}
+        report = {"node-id": node, "site": self.site_names.get(node),
+                  NUM_EXAMPLES: checked.metrics.get(NUM_EXAMPLES),
+                  TRAIN_LOSS: checked.metrics.get(TRAIN_LOSS), **did, "followed": followed}
+        return {**report, "epochs": curves} if curves else report

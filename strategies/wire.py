@@ -15,7 +15,8 @@ key                type   meaning
 Site -> server: the model as ``ArrayRecord`` ``"arrays"`` and a ``MetricRecord``
 ``"metrics"`` with at least ``num-examples`` (the averaging weight) and ``train-loss``; sites
 running ``colearn_fl.client_app`` add ``epochs-run``, ``lr-first`` and ``lr-last`` (what they
-did). FedProx adds ``proximal-mu`` (float) to the server's config.
+did) and the per-epoch series ``epoch-*`` (lists: the curves). FedProx adds
+``proximal-mu`` (float) to the server's config.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ TRAIN_LOSS = "train-loss"
 EPOCHS_RUN = "epochs-run"
 LR_FIRST = "lr-first"  # the LR of the round's first optimizer step
 LR_LAST = "lr-last"  # the LR of its last step
+# Per local epoch (site -> server, lists with one value per epoch): ``epoch-train-loss``,
+# ``epoch-lr`` (the LR at the epoch's end) and ``epoch-<name>`` for each metric the site's
+# module logged in validation. Recorded per site in the history, never averaged.
+EPOCH_PREFIX = "epoch-"
 
 # Flower's FedProx sends its proximal weight under this key; colearn-fl's sites honour it.
 PROXIMAL_MU = "proximal-mu"

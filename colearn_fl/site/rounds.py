@@ -4,6 +4,7 @@ refresh, the LR range test), each given the message and the ``SiteCall`` it came
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import dataclass
 from logging import WARNING
@@ -121,7 +122,8 @@ def train_round(msg: Message, call: SiteCall) -> Message:
     seed = hash((run.seed, server_round, _site(call.context))) % 2**31
     torch.manual_seed(seed)
     os.environ["PL_GLOBAL_SEED"] = str(seed)  # the shuffle of distributed workers (devices > 1)
-    trainer = _trainer(call, server_round, [*callbacks, stats], epochs)
+    trainer = _trainer(call, server_round, [*callbacks, stats], epochs,
+                       validate=run.training.epoch_validation)
     trainer.fit(module, datamodule=call.datamodule_fn(call.context))
     stats.read_back(trainer)  # from rank 0, when spawned workers trained
     if not stats.batches:
@@ -132,11 +134,19 @@ def train_round(msg: Message, call: SiteCall) -> Message:
             "'loss') from training_step.")
     metrics = MetricRecord({wire.NUM_EXAMPLES: stats.examples_per_epoch,
                             wire.TRAIN_LOSS: stats.mean_loss, wire.EPOCHS_RUN: stats.epochs_run,
-                            wire.LR_FIRST: stats.lr_first, wire.LR_LAST: stats.lr_last})
+                            wire.LR_FIRST: stats.lr_first, wire.LR_LAST: stats.lr_last,
+                            **_epoch_series(stats)})
     # 16-bit when the server sent 16 bit (transport-dtype), else the module's own dtypes.
     reply = RecordDict({"arrays": encode_like(module.state_dict(), received),
                         "metrics": metrics})
     return Message(content=reply, reply_to=msg)
+
+
+def _epoch_series(stats: RoundStats) -> dict[str, list[float]]:
+    """The round's per-epoch curves as reply metrics (``epoch-<name>``), one value per epoch
+    run (NaN where a metric was not logged)."""
+    return {wire.EPOCH_PREFIX + name: [*series, *[math.nan] * (stats.epochs_run - len(series))]
+            for name, series in stats.epochs.items() if series}
 
 
 def _kept_optimizer_state(call: SiteCall) -> KeepOptimizerState | None:
@@ -230,7 +240,7 @@ def _load(call: SiteCall, arrays: ArrayRecord) -> pl.LightningModule:
 
 
 def _trainer(call: SiteCall, server_round: int, callbacks: list[pl.Callback],
-             epochs: int = 0) -> pl.Trainer:
+             epochs: int = 0, validate: bool = False) -> pl.Trainer:
     """A Trainer for one round at this site, logging to the run folder's ``sites/``."""
     context, run = call.context, call.run
     logger = make_logger(run.outputs.logger, run.outputs.folder(context.run_id) / "sites",
@@ -242,7 +252,7 @@ def _trainer(call: SiteCall, server_round: int, callbacks: list[pl.Callback],
     if hardware.devices > 1:  # spawned workers, each with a process group to release
         callbacks = [*callbacks, ReleaseProcessGroup()]
     return make_trainer(run.training.precision, callbacks, epochs, logger=logger,
-                        hardware=hardware)
+                        hardware=hardware, validate=validate)
 
 
 def _use_threads(call: SiteCall) -> None:

@@ -109,6 +109,34 @@ def test_sites_report_what_they_did_and_a_stock_site_is_named_once(flower_identi
     assert caplog.text.count("node 2 did not follow the co-learning schedule") == 1
 
 
+@pytest.mark.parametrize("streaming", [False, True])
+def test_per_epoch_curves_are_recorded_per_site_and_never_averaged(
+        flower_identity: None, streaming: bool) -> None:
+    # Prepare: two epochs; site 1 validated (its first epoch's accuracy not finite), 2 did not
+    wrapped = CoLearnSchedule(server_optimizer("fedavg"), lr_max=0.1, lr_min=0.01,
+                              epochs_schedule="fixed", epochs_initial=2,
+                              streaming=streaming)
+    wrapped.site_names[1] = "site-1"
+    list(wrapped.configure_train(1, model([0, 0], 0), ConfigRecord(), StaticGrid([1, 2])))
+    first, second = _report(1, 2, 0.1, 0.0105), _report(2, 2, 0.1, 0.0105)
+    first.content["metrics"]["epoch-train-loss"] = [0.9, 0.5]
+    first.content["metrics"]["epoch-lr"] = [0.055, 0.0105]
+    first.content["metrics"]["epoch-val-acc"] = [float("nan"), 0.75]
+    second.content["metrics"]["epoch-train-loss"] = [0.8, 0.4]
+
+    # Execute
+    _, metrics = wrapped.aggregate_train(1, [first, second])
+
+    # Assert: each site's series as sent (NaN as None), the averaged metrics without them
+    sites = sorted(wrapped.rounds[1]["site-reports"], key=lambda s: s["node-id"])
+    assert sites[0]["epochs"] == {"train-loss": [0.9, 0.5], "lr": [0.055, 0.0105],
+                                  "val-acc": [None, 0.75]}
+    assert sites[1]["epochs"] == {"train-loss": [0.8, 0.4]}
+    assert (sites[0]["site"], sites[1]["site"]) == ("site-1", None)
+    assert sites[0]["train-loss"] == 0.5
+    assert set(metrics) == {"train-loss"}
+
+
 def test_a_site_that_ran_other_epochs_did_not_follow(flower_identity: None) -> None:
     wrapped = CoLearnSchedule(server_optimizer("fedavg"), lr_max=0.1, lr_min=0.01)
     list(wrapped.configure_train(1, model([0, 0], 0), ConfigRecord(), StaticGrid([1, 2])))

@@ -53,10 +53,14 @@ def test_train_round_replies_weights_examples_and_loss(flower_identity: None, tm
     assert metrics["num-examples"] == 48
     assert math.isfinite(metrics["train-loss"])
     # what the site did: 2 epochs of 3 steps; cosine from 0.1, step 5 of 6 at position 5/6
-    assert set(metrics) == {"num-examples", "train-loss", "epochs-run", "lr-first", "lr-last"}
+    assert set(metrics) == {"num-examples", "train-loss", "epochs-run", "lr-first", "lr-last",
+                            "epoch-train-loss", "epoch-lr", "epoch-loss", "epoch-accuracy"}
     assert metrics["epochs-run"] == 2 and metrics["lr-first"] == pytest.approx(0.1)
     cosine = 0.5 * (1 + math.cos(math.pi * 5 / 6))
     assert metrics["lr-last"] == pytest.approx(0.001 + 0.099 * cosine)
+    # per epoch (TinyData validates): the LR each epoch ended on, the validation figures
+    assert metrics["epoch-lr"][-1] == pytest.approx(metrics["lr-last"])
+    assert len(metrics["epoch-lr"]) == len(metrics["epoch-accuracy"]) == 2
     assert (tmp_path / "run-7" / "sites" / "site-1" / "round-1-train").is_dir()
 
 
