@@ -37,8 +37,11 @@ from strategies.epochs import local_epochs
 T = TypeVar("T")
 
 __all__ = ["AUTO", "DEFAULT", "LOGGERS", "LR_FIND_RANGE", "RunConfig", "changed_keys",
-           "parse_section", "section_defaults", "tensorboard_available"]
+           "parse_section", "require_logger_package", "section_defaults"]
 
+# The packages a ``logger`` kind writes with (any one of them serves), each an extra of
+# colearn-fl's (pip install "colearn-fl[<kind>]").
+LOGGER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "mlflow": ("mlflow",)}
 LR_FIND_RANGE = (1e-6, 1.0)  # the LRs each site's range test sweeps (lr-max="auto")
 SECTIONS = {"schedule": Schedule, "rounds": Rounds, "server": ServerOptimizer,
             "privacy": Privacy, "transport": Transport, "data": SiteData,
@@ -107,9 +110,8 @@ class RunConfig:
         if self.seed < 0:
             raise ConfigError(f"seed={self.seed}: must be >= 0 (any integer >= 0).")
         self.schedule.validate_rounds(self.rounds.num_server_rounds)
-        if self.outputs.logger == "tensorboard" and not tensorboard_available():
-            raise ConfigError("logger='tensorboard' needs the tensorboard package at the server "
-                              "and every site: pip install tensorboard (or logger='csv').")
+        if self.outputs.logger == "tensorboard":  # mlflow: the server checks (sites log CSV)
+            require_logger_package("tensorboard", "at the server and every site")
         if self.privacy.dp_noise_multiplier > 0 and self.transport.transport_dtype != "float32":
             raise ConfigError(f"dp-noise-multiplier > 0 with transport-dtype="
                               f"'{self.transport.transport_dtype}': the clipping is checked at "
@@ -150,9 +152,13 @@ def section_defaults(cls: type) -> dict[str, Any]:
             if f.name != "extra"}
 
 
-def tensorboard_available() -> bool:
-    """Whether Lightning's TensorBoardLogger can write here (``tensorboard`` installed)."""
-    return any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
+def require_logger_package(kind: str, where: str) -> None:
+    """Raise ``ConfigError`` naming the extra to install when the package the ``logger``
+    kind writes with is missing in this process (``LOGGER_PACKAGES``)."""
+    modules = LOGGER_PACKAGES.get(kind, ())
+    if modules and not any(importlib.util.find_spec(m) is not None for m in modules):
+        raise ConfigError(f"logger='{kind}' needs the {modules[0]} package {where}: "
+                          f'pip install "colearn-fl[{kind}]" (or logger=\'csv\').')
 
 
 def coerce(key: str, value: Any, expected: type) -> Any:

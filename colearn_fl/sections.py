@@ -24,7 +24,7 @@ from tasks.partition import check_partitioning
 
 DEFAULT, AUTO = "default", "auto"  # the words lr-max (both) and lr-min (the first) accept
 LR_KEYS = {"lr-max": (DEFAULT, AUTO), "lr-min": (DEFAULT,)}
-LOGGERS = ("csv", "tensorboard")  # the ``logger`` key: where sites and server log metrics
+LOGGERS = ("csv", "tensorboard", "mlflow", "none")  # the logger key: where metrics go
 OPTIMIZER_STATES = ("reset", "keep")  # the optimizer-state key
 MONITOR_MODES = ("auto", "min", "max")  # monitor-mode: auto = min for a loss, else max
 # Lightning Trainer precisions a site may train in (``precision`` key).
@@ -223,6 +223,8 @@ class Outputs:
     logger: str = "csv"  # Lightning logger of the sites' rounds and the server's history
     monitor: str = ""  # the history metric model-best follows; "" = the run's main metric
     monitor_mode: str = "auto"  # min, max, or auto (min for a loss or an error, else max)
+    mlflow_tracking_uri: str = ""  # logger="mlflow": "" = a SQLite store in the run folder
+    mlflow_experiment: str = "colearn-fl"  # logger="mlflow": the MLflow experiment's name
 
     def folder(self, run_id: int) -> Path:
         """``<output-dir>/<run-name>``; an empty run-name means ``run-<flower run id>``."""

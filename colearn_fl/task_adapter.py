@@ -20,6 +20,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from flwr.app import Context
+from pytorch_lightning.loggers import Logger
 
 from colearn_fl.config import RunConfig, parse_section
 from colearn_fl.node_config import node_partition
@@ -32,6 +33,9 @@ ModuleFn = Callable[[dict[str, Any]], pl.LightningModule]  # run config -> the m
 DataModuleFn = Callable[[Context], pl.LightningDataModule]  # a site's context -> its data
 CentralDataFn = Callable[[dict[str, Any]], pl.LightningDataModule | None]  # the server's test
 DefaultLrFn = Callable[[dict[str, Any]], float | str]  # the cycle's top for lr-max='default'
+# A user's own Lightning logger: at a site, (run config, "site-<s>", "round-<r>-train") -> one
+# per round's Trainer; at the server, (run config, "server", run folder name) -> one per run.
+LoggerFn = Callable[[dict[str, Any], str, str], Logger]
 
 
 def task_site(config: RunConfig, data_dir: str = "",

@@ -16,10 +16,17 @@ from colearn_fl.logs import quiet_lightning
 from colearn_fl.node_config import SiteDevices
 
 
-def make_logger(kind: str, save_dir: str | Path, name: str, version: str) -> Logger:
-    """A Lightning logger of ``kind`` (``LOGGERS``) writing to ``save_dir/name/version``."""
+def make_logger(kind: str, save_dir: str | Path, name: str, version: str) -> Logger | None:
+    """A site's file logger of ``kind`` (``LOGGERS``) writing to ``save_dir/name/version``;
+    ``None`` for ``'none'``.
+
+    ``'mlflow'`` writes CSV here: a site's logs stay on its machine, and its per-epoch curves
+    reach the server's MLflow run in its replies (``colearn_fl.server.tracking``).
+    """
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
+    if kind == "none":
+        return None
     if kind == "tensorboard":
         return TensorBoardLogger(save_dir=str(save_dir), name=name, version=version,
                                  default_hp_metric=False)
@@ -27,7 +34,7 @@ def make_logger(kind: str, save_dir: str | Path, name: str, version: str) -> Log
 
 
 def make_trainer(precision: str, callbacks: list[pl.Callback], epochs: int = 0,
-                 logger: Logger | bool = False, progress_bar: bool = True,
+                 logger: Logger | list[Logger] | bool = False, progress_bar: bool = True,
                  root_dir: str | None = None,
                  hardware: SiteDevices | None = None, validate: bool = False) -> pl.Trainer:
     """A Trainer on the automatically chosen device (CPU or one GPU), or on ``hardware``.
@@ -41,7 +48,7 @@ def make_trainer(precision: str, callbacks: list[pl.Callback], epochs: int = 0,
     epochs : int
         Epochs to train; 0 builds an evaluation-only Trainer. Training Trainers validate
         only with ``validate`` (default: 0).
-    logger : Logger | bool
+    logger : Logger | list[Logger] | bool
         Where metrics go; ``False`` = nowhere (default: False).
     progress_bar : bool
         Show Lightning's progress bar (default: True).
@@ -57,7 +64,8 @@ def make_trainer(precision: str, callbacks: list[pl.Callback], epochs: int = 0,
         (default: False).
     """
     quiet_lightning()
-    save_dir = root_dir or (logger.save_dir if isinstance(logger, Logger) else None)
+    first = logger[0] if isinstance(logger, list) and logger else logger
+    save_dir = root_dir or (first.save_dir if isinstance(first, Logger) else None)
     hardware = hardware or SiteDevices()
     return pl.Trainer(
         max_epochs=max(epochs, 1),

@@ -16,9 +16,9 @@ from colearn_fl.arrays import arrays_to_state_dict
 from colearn_fl.errors import ColearnError
 from colearn_fl.server.central_eval import CentralEval
 from colearn_fl.server.checkpoint import CHECKPOINT_NAME, save_checkpoint
-from colearn_fl.server.history import Row, main_metric, write_history
+from colearn_fl.server.history import HISTORY_JSON, Row, main_metric, write_history
 from colearn_fl.server.plots import CURVES_PNG, plot_curves
-from colearn_fl.trainer import make_logger
+from colearn_fl.server.tracking import RunTracker
 from strategies import CoLearnSchedule
 from strategies.query import short_reason
 from strategies.server_optimizers import optimizer_state
@@ -43,8 +43,9 @@ class RoundRecorder:
         The run folder (history, checkpoint, curves).
     run_config : dict
         Stored in the history and the checkpoint, so a run can be resumed and audited.
-    logger : str
-        The run config's ``logger``: the Lightning logger kind the history also goes to.
+    tracker : RunTracker
+        The run's experiment trackers (the ``logger`` key's and the user's own): every round
+        goes to them, and the run's files when it ends.
     central_eval : Callable or None
         Evaluates a module on the server's test split and returns its metrics.
     history : list of rows
@@ -62,7 +63,7 @@ class RoundRecorder:
         module: pl.LightningModule,
         folder: Path,
         run_config: dict[str, Any],
-        logger: str,
+        tracker: RunTracker,
         central_eval: CentralEval | None,
         history: list[Row],
         total_rounds: int,
@@ -73,10 +74,8 @@ class RoundRecorder:
         self.history, self.total_rounds = history, total_rounds
         self.max_failed_rounds, self._failed_in_a_row = max_failed_rounds, 0
         self._elapsed_before = float(history[-1]["elapsed-s"]) if history else 0.0
-        # The same kind of Lightning logger as the sites' (run-config logger), one step a round
-        self.logger = make_logger(logger, folder, "server", "")
-        for row in history:  # resumed: the logger's file starts afresh, with every round
-            self._log(row)
+        self.tracker = tracker
+        tracker.start(history)  # resumed: the rounds of the earlier start
         self._started = time.monotonic()
         self._last = self._started
 
@@ -102,7 +101,7 @@ class RoundRecorder:
                 payload[SERVER_OPTIMIZER_STATE] = optimizer
             save_checkpoint(self.folder / CHECKPOINT_NAME, payload)
         write_history(self.folder, self.history, self.run_config)
-        self._log(row)
+        self.tracker.round(self.history)
         plot_curves(self.folder / CURVES_PNG, self.history, main_metric(self.history[-1]))
         log(INFO, "%s", _round_line(row, self.total_rounds))
         _stop_if_diverged(row)
@@ -126,15 +125,12 @@ class RoundRecorder:
         log(WARNING, "[colearn] %s; the global model is unchanged (%d of max-failed-rounds=%d)",
             said, self._failed_in_a_row, self.max_failed_rounds)
 
-    def _log(self, row: Row) -> None:
-        self.logger.log_metrics({k: float(v) for k, v in row.items() if k != "round" and
-                                 isinstance(v, (int, float)) and not isinstance(v, bool)},
-                                step=int(row["round"]))
-        self.logger.save()
-
     def finish(self, status: str, reason: str = "") -> None:
-        """Record how the run ended (``completed``, or ``failed`` and why) in history.json."""
+        """Record how the run ended (``completed``, or ``failed`` and why) in history.json,
+        and close the trackers (MLflow gets the curves, the history and the final model)."""
         write_history(self.folder, self.history, self.run_config, status, reason)
+        self.tracker.finish(status, [self.folder / name for name in
+                                     (CURVES_PNG, HISTORY_JSON, "model-final.ckpt")])
 
     def _row(self, server_round: int, central: dict[str, float]) -> Row:
         now = time.monotonic()

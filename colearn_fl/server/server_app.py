@@ -23,7 +23,8 @@ from colearn_fl.server.preflight import check_data, joined, range_test, run_fold
 from colearn_fl.server.privacy import with_privacy
 from colearn_fl.server.recorder import SERVER_OPTIMIZER_STATE, RoundRecorder
 from colearn_fl.server.strategy import build_strategy, cycle_source, module_lr
-from colearn_fl.task_adapter import CentralDataFn, DefaultLrFn, ModuleFn
+from colearn_fl.server.tracking import RunTracker
+from colearn_fl.task_adapter import CentralDataFn, DefaultLrFn, LoggerFn, ModuleFn
 from strategies.server_optimizers import load_optimizer_state
 
 LR_RANGE_TEST = "lr-range-test"  # history row 0: what lr-max='auto' found, and each site
@@ -33,7 +34,7 @@ RESUME_CHECKED = ("schedule", "server")
 
 def server_app(
     module_fn: ModuleFn, central_datamodule_fn: CentralDataFn | None = None,
-    default_lr: DefaultLrFn | None = None,
+    default_lr: DefaultLrFn | None = None, logger_fn: LoggerFn | None = None,
 ) -> ServerApp:
     """A ServerApp that runs co-learning: the round schedule over the run config's
     ``server-optimizer`` (``fedavg`` by default: the ``CoLearn`` strategy).
@@ -64,7 +65,8 @@ def server_app(
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        run_colearning(grid, context, module_fn, central_datamodule_fn, default_lr)
+        run_colearning(grid, context, module_fn, central_datamodule_fn, default_lr,
+                       logger_fn=logger_fn)
 
     return app
 
@@ -73,10 +75,12 @@ def run_colearning(
     grid: Grid, context: Context, module_fn: ModuleFn,
     central_datamodule_fn: CentralDataFn | None = None,
     default_lr: DefaultLrFn | None = None, config: RunConfig | None = None,
+    logger_fn: LoggerFn | None = None,
 ) -> Result | None:
     """Run (or resume) the co-learning rounds the run config asks for.
 
-    ``config`` is ``context.run_config`` parsed, when the caller already parsed it.
+    ``config`` is ``context.run_config`` parsed, when the caller already parsed it;
+    ``logger_fn`` the user's own logger (``server_app``).
 
     ``default_lr(run_config)`` gives the cycle's top for ``lr-max='default'`` (a task's number
     for its model, or ``'auto'``); without it, the module's ``hparams.lr``, else
@@ -124,7 +128,8 @@ def run_colearning(
     strategy = with_privacy(colearn, config)
     central = (central_evaluator(central_datamodule_fn, raw, config.training.precision)
                if config.outputs.central_eval else None)
-    recorder = RoundRecorder(colearn, module, folder, raw, config.outputs.logger, central,
+    tracker = RunTracker(config.outputs, folder, raw, logger_fn, resumed=bool(history))
+    recorder = RoundRecorder(colearn, module, folder, raw, tracker, central,
                              history, rounds.num_server_rounds, rounds.max_failed_rounds)
     log(INFO, "[colearn] results in %s", folder)
     try:

@@ -20,12 +20,13 @@ from colearn_fl.site.rounds import (
     refresh_round,
     train_round,
 )
-from colearn_fl.task_adapter import DataModuleFn, ModuleFn
+from colearn_fl.task_adapter import DataModuleFn, LoggerFn, ModuleFn
 from strategies import wire
 
 
 def client_app(
-    module_fn: ModuleFn, datamodule_fn: DataModuleFn, mods: list[Mod] | None = None
+    module_fn: ModuleFn, datamodule_fn: DataModuleFn, mods: list[Mod] | None = None,
+    logger_fn: LoggerFn | None = None,
 ) -> ClientApp:
     """A ClientApp that federates a LightningModule with co-learning.
 
@@ -43,6 +44,10 @@ def client_app(
         colearn-fl's DP clipping mod (``colearn_fl.site.clipping_mod.clipping_mod``, a pass-through
         unless ``dp-noise-multiplier > 0``), so they see each reply exactly as it leaves the
         site.
+    logger_fn : Callable[[dict, str, str], Logger], optional
+        Your own Lightning logger (W&B, Comet, Neptune, ...) for each round's Trainer at this
+        site: ``logger_fn(run_config, "site-<s>", "round-<r>-train")``; it logs besides the
+        ``logger`` key's (set ``logger='none'`` for yours alone).
 
     Returns
     -------
@@ -55,7 +60,8 @@ def client_app(
         ``lr-max='auto'``).
     """
     app = ClientApp(mods=[*(mods or []), clipping_mod])
-    return register_site_functions(app, lambda run: (module_fn, datamodule_fn))
+    return register_site_functions(app, lambda run: (module_fn, datamodule_fn),
+                                   logger_fn=logger_fn)
 
 
 SiteFactories = Callable[[RunConfig], tuple[ModuleFn, DataModuleFn]]  # a run's factories
@@ -63,14 +69,15 @@ ContextView = Callable[[Context], Context]  # the context a site's functions see
 
 
 def register_site_functions(app: ClientApp, factories: SiteFactories,
-                            view: ContextView | None = None) -> ClientApp:
+                            view: ContextView | None = None,
+                            logger_fn: LoggerFn | None = None) -> ClientApp:
     """Register co-learning's site functions on ``app``: ``train``, ``evaluate`` and the
     query actions of ``strategies.wire`` (``bn_refresh``, ``lr_find``).
 
     Each message's run config is parsed once, here, and passed down. ``factories(run)``
     gives the run's module and data factories, and ``view(context)`` the context the
     functions see (``simulate``: one holding its run config); the one place ``client_app``,
-    ``colearn_fl.apps`` and ``simulate`` differ.
+    ``colearn_fl.apps`` and ``simulate`` differ. ``logger_fn``: the user's own logger.
     """
     handlers: dict[str, Callable[[Message, SiteCall], Message]] = {
         "train": train_round, "evaluate": evaluate_round, wire.BN_REFRESH: refresh_round,
@@ -78,18 +85,19 @@ def register_site_functions(app: ClientApp, factories: SiteFactories,
     for message_type, handler in handlers.items():
         category, _, action = message_type.partition(".")
         register = getattr(app, category)(action) if action else getattr(app, category)()
-        register(_bound(handler, factories, view))
+        register(_bound(handler, factories, view, logger_fn))
     return app
 
 
 def _bound(handler: Callable[[Message, SiteCall], Message], factories: SiteFactories,
-           view: ContextView | None) -> Callable[[Message, Context], Message]:
+           view: ContextView | None,
+           logger_fn: LoggerFn | None) -> Callable[[Message, Context], Message]:
     def function(msg: Message, context: Context) -> Message:
         seen = view(context) if view else context
         try:
             run = RunConfig.from_dict(seen.run_config)  # once per message
             module_fn, datamodule_fn = factories(run)
-            return handler(msg, SiteCall(seen, run, module_fn, datamodule_fn))
+            return handler(msg, SiteCall(seen, run, module_fn, datamodule_fn, logger_fn))
         except ColearnError as error:  # the server's log names the site, as its results do
             raise type(error)(f"[{site_name(seen)}] {error}") from error
 

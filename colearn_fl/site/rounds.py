@@ -33,7 +33,7 @@ from colearn_fl.site.checks import (
     validation_examples,
 )
 from colearn_fl.site.lr_range import range_test_reply
-from colearn_fl.task_adapter import DataModuleFn, ModuleFn
+from colearn_fl.task_adapter import DataModuleFn, LoggerFn, ModuleFn
 from colearn_fl.trainer import make_logger, make_trainer
 from strategies import wire
 
@@ -53,18 +53,22 @@ class SiteCall:
         Builds the module from the raw run config.
     datamodule_fn : Callable[[Context], LightningDataModule]
         Builds this site's data from ``context``.
+    logger_fn : Callable[[dict, str, str], Logger], optional
+        The user's own Lightning logger for each round's Trainer, besides the ``logger`` key's.
     """
 
     context: Context
     run: RunConfig
     module_fn: ModuleFn
     datamodule_fn: DataModuleFn
+    logger_fn: LoggerFn | None = None
 
     @classmethod
-    def of(cls, context: Context, module_fn: ModuleFn,
-           datamodule_fn: DataModuleFn) -> SiteCall:
+    def of(cls, context: Context, module_fn: ModuleFn, datamodule_fn: DataModuleFn,
+           logger_fn: LoggerFn | None = None) -> SiteCall:
         """A call for ``context``, parsing its run config."""
-        return cls(context, RunConfig.from_dict(context.run_config), module_fn, datamodule_fn)
+        return cls(context, RunConfig.from_dict(context.run_config), module_fn, datamodule_fn,
+                   logger_fn)
 
 
 def data_check_round(msg: Message, call: SiteCall) -> Message:
@@ -241,17 +245,22 @@ def _load(call: SiteCall, arrays: ArrayRecord) -> pl.LightningModule:
 
 def _trainer(call: SiteCall, server_round: int, callbacks: list[pl.Callback],
              epochs: int = 0, validate: bool = False) -> pl.Trainer:
-    """A Trainer for one round at this site, logging to the run folder's ``sites/``."""
+    """A Trainer for one round at this site, logging to the run folder's ``sites/`` (and to
+    the user's own logger)."""
     context, run = call.context, call.run
-    logger = make_logger(run.outputs.logger, run.outputs.folder(context.run_id) / "sites",
-                         f"site-{_site(context)}",
-                         f"round-{server_round}-{'train' if epochs else 'evaluate'}")
+    phase = "train" if epochs else "evaluate"
+    name, version = f"site-{_site(context)}", f"round-{server_round}-{phase}"
+    loggers = [make_logger(run.outputs.logger, run.outputs.folder(context.run_id) / "sites",
+                           name, version)]
+    if call.logger_fn is not None:
+        loggers.append(call.logger_fn(dict(context.run_config), name, version))
     hardware = SiteDevices.from_node_config(context.node_config)
     if not epochs:  # evaluation: one device of the site's kind
         hardware = SiteDevices(accelerator=hardware.accelerator)
     if hardware.devices > 1:  # spawned workers, each with a process group to release
         callbacks = [*callbacks, ReleaseProcessGroup()]
-    return make_trainer(run.training.precision, callbacks, epochs, logger=logger,
+    return make_trainer(run.training.precision, callbacks, epochs,
+                        logger=[lg for lg in loggers if lg is not None] or False,
                         hardware=hardware, validate=validate)
 
 

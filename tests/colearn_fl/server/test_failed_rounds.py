@@ -13,7 +13,9 @@ from flwr.serverapp.strategy import FedAvg
 from colearn_fl.arrays import state_dict_to_arrays
 from colearn_fl.config import RunConfig
 from colearn_fl.errors import ColearnError, ConfigError
+from colearn_fl.sections import Outputs
 from colearn_fl.server.recorder import RoundRecorder
+from colearn_fl.server.tracking import RunTracker
 from colearn_fl.simulation import simulate
 from tests.tiny import TinyClassifier, TinyData
 
@@ -34,8 +36,8 @@ class Rounds:
 
 
 def recorder(tmp_path: Path, rounds: dict[int, dict[str, Any]], max_failed: int) -> RoundRecorder:
-    return RoundRecorder(Rounds(rounds), TinyClassifier(), tmp_path, {}, "csv", None, [], 4,
-                         max_failed)
+    return RoundRecorder(Rounds(rounds), TinyClassifier(), tmp_path, {},
+                         RunTracker(Outputs(), tmp_path, {}), None, [], 4, max_failed)
 
 
 def test_an_all_dropped_round_2_stops_the_run_naming_the_reason(tmp_path: Path) -> None:

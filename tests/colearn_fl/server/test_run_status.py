@@ -3,6 +3,7 @@ how a run ended, in valid JSON, even when training diverged."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -103,9 +104,14 @@ def test_site_data_sizes_are_recorded_before_round_1(tmp_path: Path) -> None:
     row = strict_json(folder / "history.json")["rounds"][0]
     assert [s["train-examples"] for s in row["site-data"]] == [64, 64]
     assert [s["val-examples"] for s in row["site-data"]] == [32, 32]
-    # the server's rounds also go to the run's Lightning logger (logger='csv': metrics.csv)
-    logged = (folder / "server" / "metrics.csv").read_text().splitlines()
-    assert "central-accuracy" in logged[0] and len(logged) == 3  # header, rounds 0 and 1
+    # the server's rounds also go to the run's Lightning logger (logger='csv': metrics.csv):
+    # the rounds at step = round, each site's 4 epochs at step = cumulative local epoch
+    with (folder / "server" / "metrics.csv").open() as handle:
+        logged = list(csv.DictReader(handle))
+    assert [r["step"] for r in logged if r["central-accuracy"]] == ["0", "1"]
+    for site in ("site-0", "site-1"):
+        assert [r["step"] for r in logged if r[f"sites/{site}/train-loss"]] == ["1", "2", "3", "4"]
+        assert [r["step"] for r in logged if r[f"sites/{site}/accuracy"]] == ["1", "2", "3", "4"]
 
 
 def test_too_few_sites_stop_after_join_timeout(tmp_path: Path) -> None:
