@@ -35,6 +35,9 @@ from colearn_fl.server.history import (
 from colearn_fl.server.plots import CURVES_PNG
 
 SERVER_GONE = "server gone"  # the note on a "running" run whose server process is not alive
+# What a run file that is not JSON, or whose rows are not as the recorder writes them (an
+# edited file, another tool's), raises while it is read and rendered: that run is skipped.
+UNREADABLE = (OSError, ValueError, TypeError, KeyError, AttributeError)
 
 
 @dataclass(frozen=True)
@@ -115,16 +118,18 @@ def runs_lines(output_dir: Path) -> list[str]:
             "/abs/path/outputs.")
     if is_run(output_dir):
         return [f"{output_dir} is a run folder itself: colearn show {output_dir}"]
-    runs, notes = [], []
+    runs: list[tuple[float, list[str]]] = []
+    notes = []
     for folder in sorted(p for p in output_dir.iterdir() if p.is_dir() and is_run(p)):
         try:
-            runs.append(read_run(folder))
-        except (OSError, ValueError) as error:
+            run = read_run(folder)
+            runs.append((run.when, _run_cells(run)))
+        except UNREADABLE as error:
             notes.append(f"skipped {folder.name}: unreadable ({error})")
     if not runs and not notes:
         return [f"no runs in {output_dir} (a run appears here once its round 0 is recorded)"]
     table = [["name", "status", "rounds", "metric", "best", "final", "elapsed", "started"]]
-    table += [_run_cells(run) for run in sorted(runs, key=lambda r: r.when, reverse=True)]
+    table += [cells for _, cells in sorted(runs, key=lambda run: run[0], reverse=True)]
     return (_aligned(table) if runs else []) + notes
 
 
@@ -155,15 +160,16 @@ def show_lines(run: str, output_dir: Path) -> list[str]:
     folder = find_run(run, output_dir)
     try:
         record = read_run(folder)
-    except (OSError, ValueError) as error:
-        raise ColearnError(f"run folder {folder}: its history cannot be read ({error}).") \
-            from None
-    table = _aligned(_round_table(record.rows))
-    lines = [*_header(record), "", table[0]]
-    for row, line in zip(record.rows, table[1:], strict=True):
-        sites = [_site_cells(i, s) for i, s in enumerate(row.get("site-reports") or [])
-                 if isinstance(s, dict)]
-        lines += [line, *("    " + site for site in _aligned(sites))]
+        table = _aligned(_round_table(record.rows))
+        lines = [*_header(record), "", table[0]]
+        for row, line in zip(record.rows, table[1:], strict=True):
+            sites = [_site_cells(i, s) for i, s in enumerate(row.get("site-reports") or [])
+                     if isinstance(s, dict)]
+            lines += [line, *("    " + site for site in _aligned(sites))]
+    except UNREADABLE as error:
+        raise ColearnError(f"run folder {folder}: its history cannot be read ({error}); "
+                           f"{HISTORY_JSON} and {RUN_LOG_JSON} are JSON files to inspect "
+                           "by hand.") from None
     return [*lines, "", f"curves   {folder / CURVES_PNG}", f"history  {folder / HISTORY_JSON}"]
 
 
