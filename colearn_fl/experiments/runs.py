@@ -220,7 +220,7 @@ def _site_cells(index: int, report: dict[str, Any]) -> list[str]:
     if "lr-first" in report or "lr-last" in report:
         cells.append(f"lr {_num(report.get('lr-first'), '.4g')} -> "
                      f"{_num(report.get('lr-last'), '.4g')}")
-    if "train-loss" in report:
+    if _num(report.get("train-loss")) != "-":  # None: the site did not report it
         cells.append(f"train-loss {_num(report['train-loss'])}")
     epochs = report.get("epochs")
     losses = epochs.get("train-loss") if isinstance(epochs, dict) else None

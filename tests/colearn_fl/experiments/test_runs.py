@@ -31,7 +31,7 @@ SITES = [  # a colearn-fl site reporting its epochs, and a stock Flower site rep
     {"node-id": 7, "num-examples": 300, "epochs-run": 2, "lr-first": 0.1, "lr-last": 0.001,
      "followed": True, "site": "hospital-a", "train-loss": 0.55,
      "epochs": {"train-loss": [0.91, 0.55], "lr": [0.1, 0.001], "val-accuracy": [0.6, 0.7]}},
-    {"node-id": 8, "num-examples": 300, "followed": False},
+    {"node-id": 8, "site": None, "num-examples": 300, "train-loss": None, "followed": False},
 ]
 
 
