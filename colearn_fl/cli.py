@@ -2,6 +2,7 @@
 
 ``colearn compare`` runs vanilla, ensemble, FedAvg and co-learning on the same sites at equal
 budget and writes a table and a plot; ``colearn tasks`` lists the tasks and their models;
+``colearn runs`` lists the runs in an output-dir and ``colearn show`` one run round by round;
 ``colearn deploy`` writes the certificates, SuperNode keys and per-site data folders of a
 deployment (docs/deployment.md).
 """
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--output-dir", type=Path, default=Path("outputs/compare"))
     cmp.add_argument("--name", default="", help="result folder name (default: the partitioning)")
     cmp.set_defaults(handler=_compare)
+    _add_runs(commands)
     _add_deploy(commands)
     stop = commands.add_parser(
         "stop-superlink", help="stop the local SuperLink `flwr run` started (and its SuperExec)")
@@ -85,6 +87,19 @@ def _key_flag(parser: argparse.ArgumentParser, key: str, help: str = "", **kwarg
     parser.add_argument(f"--{key}", default=None, **kwargs,
                         help=f"{help + '; ' if help else ''}run-config {key} "
                              f"(default: --run-config's, else {DEFAULTS[key]!r})")
+
+
+def _add_runs(commands: argparse._SubParsersAction) -> None:
+    """``colearn runs`` and ``colearn show RUN``: past and running runs of an output-dir."""
+    where = {"type": Path, "default": Path(DEFAULTS["output-dir"]),
+             "help": f"the run config's output-dir (default: {DEFAULTS['output-dir']!r})"}
+    runs = commands.add_parser("runs", help="the runs in an output-dir, newest first")
+    runs.add_argument("--output-dir", **where)
+    runs.set_defaults(handler=_runs)
+    show = commands.add_parser("show", help="one run round by round, with each site's part")
+    show.add_argument("run", help="a run folder's name under --output-dir, or its path")
+    show.add_argument("--output-dir", **where)
+    show.set_defaults(handler=_show)
 
 
 def _add_deploy(commands: argparse._SubParsersAction) -> None:
@@ -157,6 +172,20 @@ def _compare(args: argparse.Namespace) -> int:
         compare(base, args.sites, methods, args.fedavg_lr, args.cpus_per_site, folder, variants)
         print((folder / "comparison.md").read_text())
     print(f"table, csv and plot in {folder}")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from colearn_fl.experiments.runs import runs_lines
+
+    print("\n".join(runs_lines(args.output_dir)))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from colearn_fl.experiments.runs import show_lines
+
+    print("\n".join(show_lines(args.run, args.output_dir)))
     return 0
 
 

@@ -16,7 +16,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import socket
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,9 @@ RUN_LOG_JSON = "run-log.json"
 # Row keys kept out of history.json (run-log.json has them): they differ between reruns.
 RUN_DEPENDENT = ("round-s", "elapsed-s", "errors", "evaluation-errors")
 NODE_ID = "node-id"  # Flower's id of a site's node: random per simulation
+# run-log.json's head only: when the run first started (ISO 8601, UTC) and the server
+# process writing it, so ``colearn runs`` can tell a running run from one whose server died.
+STARTED, PID, HOST = "started", "pid", "host"
 
 Row = dict[str, Any]
 
@@ -38,18 +44,22 @@ STOPPED, BUDGET_SPENT = "stopped", "budget spent"
 
 
 def write_history(folder: Path, rows: Sequence[Row], run_config: dict[str, Any],
-                  status: str = RUNNING, reason: str = "") -> None:
+                  status: str = RUNNING, reason: str = "",
+                  server: dict[str, Any] | None = None) -> None:
     """Write ``history.json`` (status, rows, run config), ``history.csv`` (one line per
     round) and ``run-log.json`` (the same with the run-dependent facts: ``reproducible``).
 
-    ``status`` is ``running`` while rounds remain, then ``completed`` or ``failed`` (with
-    ``reason``). Non-finite numbers are written as ``null``, so the file is valid JSON for
-    every reader. The CSV holds the scalar columns; lists (e.g. ``site-reports``, what each
-    site did) are in the JSON only.
+    ``status`` is ``running`` while rounds remain, then ``completed``, or ``failed``,
+    ``stopped`` or ``budget spent`` (with ``reason``). ``server`` (``server_facts``) goes to
+    run-log.json's head only. Non-finite numbers are written as ``null``, so the file is
+    valid JSON for every reader. The CSV holds the scalar columns; lists (e.g.
+    ``site-reports``, what each site did) are in the JSON only.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    head = {"status": status, **({"reason": reason} if reason else {}), "run-config": run_config}
-    _write_json(folder / RUN_LOG_JSON, {**head, "rounds": list(rows)})
+    ended = {"status": status, **({"reason": reason} if reason else {})}
+    head = {**ended, "run-config": run_config}
+    _write_json(folder / RUN_LOG_JSON,
+                {**ended, **(server or {}), "run-config": run_config, "rounds": list(rows)})
     rows = [reproducible(row) for row in rows]
     _write_json(folder / HISTORY_JSON, {**head, "rounds": rows})
     columns: list[str] = []
@@ -78,8 +88,24 @@ def _without_node_ids(value: Any) -> Any:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write atomically: a reader (``colearn runs`` during a run) never sees half a file."""
     text = json.dumps(_finite(payload), indent=2, default=float, allow_nan=False)
-    path.write_text(text + "\n")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text + "\n")
+    os.replace(partial, path)
+
+
+def server_facts(folder: Path, resumed: bool) -> dict[str, Any]:
+    """run-log.json's facts about the server: ``started`` (now, or for a ``resumed`` run the
+    first start its run-log.json recorded), and this process's ``pid`` and ``host``."""
+    started = None
+    if resumed:
+        try:
+            started = json.loads((folder / RUN_LOG_JSON).read_text()).get(STARTED)
+        except (OSError, ValueError):  # an older run's log, or none: the start is unknown
+            started = None
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    return {STARTED: started or now, PID: os.getpid(), HOST: socket.gethostname()}
 
 
 def _finite(value: Any) -> Any:

@@ -16,7 +16,13 @@ from colearn_fl.arrays import arrays_to_state_dict
 from colearn_fl.errors import ColearnError
 from colearn_fl.server.central_eval import CentralEval
 from colearn_fl.server.checkpoint import CHECKPOINT_NAME, save_checkpoint
-from colearn_fl.server.history import HISTORY_JSON, Row, main_metric, write_history
+from colearn_fl.server.history import (
+    HISTORY_JSON,
+    Row,
+    main_metric,
+    server_facts,
+    write_history,
+)
 from colearn_fl.server.plots import CURVES_PNG, plot_curves
 from colearn_fl.server.tracking import RunTracker
 from strategies import CoLearnSchedule
@@ -55,6 +61,8 @@ class RoundRecorder:
     max_failed_rounds : int
         Rounds in a row in which no site's model could be averaged before the run stops
         (default: 1).
+    server : dict, optional
+        run-log.json's facts about the server (``history.server_facts``); default: taken now.
     """
 
     def __init__(
@@ -68,11 +76,13 @@ class RoundRecorder:
         history: list[Row],
         total_rounds: int,
         max_failed_rounds: int = 1,
+        server: dict[str, Any] | None = None,
     ) -> None:
         self.strategy, self.module, self.folder = strategy, module, folder
         self.run_config, self.central_eval = run_config, central_eval
         self.history, self.total_rounds = history, total_rounds
         self.max_failed_rounds, self._failed_in_a_row = max_failed_rounds, 0
+        self.server = server if server is not None else server_facts(folder, bool(history))
         self._elapsed_before = float(history[-1]["elapsed-s"]) if history else 0.0
         self.tracker = tracker
         tracker.start(history)  # resumed: the rounds of the earlier start
@@ -100,7 +110,7 @@ class RoundRecorder:
             if optimizer:
                 payload[SERVER_OPTIMIZER_STATE] = optimizer
             save_checkpoint(self.folder / CHECKPOINT_NAME, payload)
-        write_history(self.folder, self.history, self.run_config)
+        write_history(self.folder, self.history, self.run_config, server=self.server)
         self.tracker.round(self.history)
         plot_curves(self.folder / CURVES_PNG, self.history, main_metric(self.history[-1]))
         log(INFO, "%s", _round_line(row, self.total_rounds))
@@ -126,9 +136,10 @@ class RoundRecorder:
             said, self._failed_in_a_row, self.max_failed_rounds)
 
     def finish(self, status: str, reason: str = "") -> None:
-        """Record how the run ended (``completed``, or ``failed`` and why) in history.json,
-        and close the trackers (MLflow gets the curves, the history and the final model)."""
-        write_history(self.folder, self.history, self.run_config, status, reason)
+        """Record how the run ended (``completed``, or ``failed``/``stopped`` and why) in
+        history.json, and close the trackers (MLflow gets the curves, the history and the
+        final model)."""
+        write_history(self.folder, self.history, self.run_config, status, reason, self.server)
         self.tracker.finish(status, [self.folder / name for name in
                                      (CURVES_PNG, HISTORY_JSON, "model-final.ckpt")])
 

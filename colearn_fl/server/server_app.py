@@ -18,7 +18,7 @@ from colearn_fl.server.central_eval import central_evaluator
 from colearn_fl.server.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from colearn_fl.server.failure_line import LOGGED, one_line_failures
 from colearn_fl.server.grid import ResponsiveGrid
-from colearn_fl.server.history import COMPLETED, FAILED
+from colearn_fl.server.history import COMPLETED, FAILED, STOPPED, server_facts
 from colearn_fl.server.preflight import check_data, joined, range_test, run_folder_ready
 from colearn_fl.server.privacy import with_privacy
 from colearn_fl.server.recorder import SERVER_OPTIMIZER_STATE, RoundRecorder
@@ -92,6 +92,7 @@ def run_colearning(
     config = config or RunConfig.from_dict(raw)
     rounds = config.rounds
     folder = run_folder_ready(config, context.run_id, raw)
+    server = server_facts(folder, config.outputs.resume)  # when the run (first) started
     torch.manual_seed(config.seed)  # the same seed, the same initial global model
     module = module_fn(raw)
     done, history, initial, swa, optimizer_state = 0, [], module.state_dict(), None, {}
@@ -130,7 +131,8 @@ def run_colearning(
                if config.outputs.central_eval else None)
     tracker = RunTracker(config.outputs, folder, raw, logger_fn, resumed=bool(history))
     recorder = RoundRecorder(colearn, module, folder, raw, tracker, central,
-                             history, rounds.num_server_rounds, rounds.max_failed_rounds)
+                             history, rounds.num_server_rounds, rounds.max_failed_rounds,
+                             server)
     log(INFO, "[colearn] results in %s", folder)
     try:
         result = strategy.start(
@@ -148,8 +150,15 @@ def run_colearning(
             evaluate_fn=recorder,
         )
     except BaseException as error:
-        recorder.finish(FAILED, f"{type(error).__name__}: {error}")
-        log(ERROR, "[colearn] FAILED: %s (history in %s)", error, folder)
+        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        if isinstance(error, Exception):
+            recorder.finish(FAILED, reason)
+            log(ERROR, "[colearn] FAILED: %s (history in %s)", error, folder)
+        else:  # interrupted from outside, not failed: Ctrl-C, SystemExit, a cancelled task,
+            # or flwr's RunNotRunningException once `flwr stop` ends the run
+            recorder.finish(STOPPED, reason)
+            log(WARNING, "[colearn] STOPPED: %s (history in %s; resume=true continues it)",
+                reason, folder)
         setattr(error, LOGGED, True)  # Flower's own record of it is then left out
         raise
     recorder.finish(COMPLETED)

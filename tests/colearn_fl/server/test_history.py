@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import pickle
+import socket
 
 import pytest
 import torch
 
 from colearn_fl.errors import ConfigError
 from colearn_fl.server.checkpoint import load_checkpoint, save_checkpoint
-from colearn_fl.server.history import best_row, monitored, read_history, write_history
+from colearn_fl.server.history import (
+    best_row,
+    monitored,
+    read_history,
+    server_facts,
+    write_history,
+)
 from colearn_fl.server.plots import plot_curves
 
 ROWS = [
@@ -50,6 +58,25 @@ def test_run_dependent_facts_stay_out_of_history_json(tmp_path) -> None:
         assert next(csv.reader(handle)) == ["round", "train-loss"]
     assert read_history(tmp_path) == [row]
     assert json.loads((tmp_path / "run-log.json").read_text())["rounds"] == [row]
+
+
+def test_the_server_facts_go_to_run_log_json_only_and_a_resume_keeps_the_start(
+        tmp_path) -> None:
+    # Prepare: a run that started on 1 May and wrote its history
+    first = {**server_facts(tmp_path, resumed=False), "started": "2024-05-01T10:00:00+00:00"}
+    write_history(tmp_path, ROWS, {"seed": 0}, server=first)
+    history_bytes = (tmp_path / "history.json").read_bytes()
+    # Execute
+    resumed, fresh = server_facts(tmp_path, resumed=True), server_facts(tmp_path, resumed=False)
+    write_history(tmp_path, ROWS, {"seed": 0}, server=resumed)
+    # Assert: the resumed server keeps the first start; history.json does not change
+    log = json.loads((tmp_path / "run-log.json").read_text())
+    assert (log["started"], log["pid"], log["host"]) == (
+        "2024-05-01T10:00:00+00:00", os.getpid(), socket.gethostname())
+    assert fresh["started"] > "2024" and fresh["started"].endswith("+00:00")
+    assert fresh["started"] != resumed["started"]
+    assert (tmp_path / "history.json").read_bytes() == history_bytes
+    assert server_facts(tmp_path / "none", resumed=True)["started"] > "2024-05-01T10:00"
 
 
 def test_curves_png_is_written(tmp_path) -> None:

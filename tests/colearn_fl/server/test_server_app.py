@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import socket
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from flwr.app import Context, Error, Message, MetricRecord, RecordDict
+from flwr.supercore.run import RunNotRunningException
 
 from colearn_fl.config import RunConfig
 from colearn_fl.errors import ConfigError
@@ -110,3 +115,48 @@ def test_round_timeout_must_be_positive_and_finite(value: float) -> None:
     with pytest.raises(ConfigError, match=r"round-timeout=.*: must be a finite number of "
                                           r"seconds > 0"):
         RunConfig.from_dict({"round-timeout": value})
+
+
+class InterruptedGrid(OneFailingSiteGrid):
+    """Round 2's replies never come: pulling them raises ``interruption`` (Ctrl-C's
+    KeyboardInterrupt, flwr stop's exception, or an unexpected error)."""
+
+    def __init__(self, interruption: BaseException) -> None:
+        super().__init__()
+        self.interruption = interruption
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        if sum(m.metadata.message_type == "train" for m in self.pushed) > 2:
+            raise self.interruption
+        return super().pull_messages(message_ids)
+
+
+@pytest.mark.parametrize(("interruption", "status", "reason"), [
+    (KeyboardInterrupt(), "stopped", "KeyboardInterrupt"),
+    (SystemExit(1), "stopped", "SystemExit: 1"),
+    (asyncio.CancelledError(), "stopped", "CancelledError"),
+    (RunNotRunningException(), "stopped", "RunNotRunningException"),  # flwr stop
+    (RuntimeError("disk gone"), "failed", "RuntimeError: disk gone"),
+])
+def test_an_interrupted_run_is_recorded_as_stopped_and_an_error_as_failed(
+    tmp_path: Path, flower_identity: None, interruption: BaseException, status: str,
+    reason: str,
+) -> None:
+    # Prepare
+    run_config = {"num-server-rounds": 3, "fraction-evaluate": 0.0, "central-eval": False,
+                  "output-dir": str(tmp_path), "run-name": "t"}
+    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(),
+                      run_config=run_config)
+    # Execute
+    with pytest.raises(type(interruption)):
+        run_colearning(InterruptedGrid(interruption), context,  # type: ignore[arg-type]
+                       lambda raw: TinyClassifier())
+    # Assert: round 1 kept; history.json says how it ended; run-log.json names this server
+    history = json.loads((tmp_path / "t" / "history.json").read_text())
+    assert (history["status"], history["reason"]) == (status, reason)
+    assert [row["round"] for row in history["rounds"]] == [0, 1]
+    head = json.loads((tmp_path / "t" / "run-log.json").read_text())
+    assert (head["pid"], head["host"]) == (os.getpid(), socket.gethostname())
+    started = datetime.fromisoformat(head["started"])
+    assert timedelta(0) <= datetime.now(UTC) - started < timedelta(minutes=5)
+    assert not {"started", "pid", "host"} & set(history)
