@@ -32,6 +32,7 @@ from colearn_fl.trainer import make_logger
 
 MLFLOW_DB = "mlflow.db"  # the default MLflow store, in the run folder
 MLFLOW_ARTIFACTS = "mlartifacts"  # ... and its artifacts
+ENV_URI = "MLFLOW_TRACKING_URI"  # MLflow's own variable: the tracking server, when set
 FOLDER_TAG = "colearn.folder"  # the MLflow tag that finds a run's MLflow run again on resume
 # How a run ended, in the words Lightning's loggers take (MLflow: FINISHED, FAILED, KILLED).
 FINAL_STATUS = {COMPLETED: "success", FAILED: "failed"}
@@ -111,7 +112,7 @@ def site_curves(row: Row, start: float) -> dict[int, dict[str, float]]:
     ``e`` of the round at step ``start + e + 1``; values that are missing are left out."""
     steps: dict[int, dict[str, float]] = defaultdict(dict)
     for i, report in enumerate(row.get("site-reports", [])):
-        site = _tag(report.get("site") or f"site-#{i + 1}")
+        site = _tag(report.get("site") or f"unnamed-{i + 1}")
         for name, values in report.get("epochs", {}).items():
             for epoch, value in enumerate(values):
                 if value is not None and math.isfinite(value):
@@ -131,7 +132,7 @@ def _mlflow_logger(outputs: Outputs, folder: Path, resumed: bool) -> tuple[MLFlo
     require_logger_package("mlflow", "at the server")
     for name in ("mlflow", "alembic"):  # their INFO lines (creating tables...) are noise here
         logging.getLogger(name).setLevel(WARNING)
-    uri = outputs.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    uri = outputs.mlflow_tracking_uri or os.environ.get(ENV_URI, "")
     local = not uri
     if local:
         folder.mkdir(parents=True, exist_ok=True)
@@ -141,6 +142,12 @@ def _mlflow_logger(outputs: Outputs, folder: Path, resumed: bool) -> tuple[MLFlo
         experiment_name=outputs.mlflow_experiment, run_name=folder.name, tracking_uri=uri,
         tags={FOLDER_TAG: str(folder)}, run_id=run_id,
         artifact_location=(folder / MLFLOW_ARTIFACTS).as_uri() if local else None)
+    before = os.environ.get(ENV_URI)
+    _ = logger.experiment  # starts the MLflow run, which exports its URI to the environment:
+    if before is None:  # a later run in this process (simulate, compare) must not inherit it
+        os.environ.pop(ENV_URI, None)
+    else:
+        os.environ[ENV_URI] = before
     return logger, run_id is not None
 
 

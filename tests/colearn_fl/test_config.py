@@ -46,7 +46,8 @@ def test_parses_kebab_case_and_keeps_unknown_keys() -> None:
         ({"lr-find-steps": 0}, "lr-find-steps=0"),
         ({"swa-start": 4}, "swa-start=4 > num-server-rounds=3: SWA would never start"),
         ({"swa-start": -1}, "swa-start=-1"),
-        ({"logger": "wandb"}, "logger='wandb' is not known; use one of: csv, tensorboard"),
+        ({"logger": "wandb"}, "logger='wandb' is not known; use one of: csv, tensorboard, "
+                              "mlflow, none"),
         ({"epochs-schedule": "cubic"}, "epochs-schedule='cubic'"),
         ({"epochs-initial": 0}, "epochs-initial=0"),
         ({"partitioning": "shards"}, "partitioning='shards' is not known; use one of: iid"),
@@ -90,8 +91,13 @@ def test_cycle_resolves_default_and_auto(raw: dict, default_top, expected) -> No
     assert bottom == pytest.approx(expected[1]) if expected[1] is not None else bottom is None
 
 
-@pytest.mark.skipif(__import__("colearn_fl.config").config.tensorboard_available(),
-                    reason="tensorboard is installed here")
-def test_tensorboard_logger_without_the_package_names_the_fix() -> None:
-    with pytest.raises(ConfigError, match="logger='tensorboard' needs the tensorboard package"):
+def test_tensorboard_logger_without_the_package_names_the_extra(monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in (
+        "tensorboard", "tensorboardX") else real(name, *a))
+    with pytest.raises(ConfigError, match=r"logger='tensorboard' needs the tensorboard package "
+                                          r"at the server and every site: pip install "
+                                          r"\"colearn-fl\[tensorboard\]\""):
         RunConfig.from_dict({"logger": "tensorboard"})
