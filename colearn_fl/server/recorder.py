@@ -15,7 +15,7 @@ from flwr.supercore import log
 from colearn_fl.arrays import arrays_to_state_dict
 from colearn_fl.errors import ColearnError
 from colearn_fl.server.central_eval import CentralEval
-from colearn_fl.server.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from colearn_fl.server.checkpoint import CHECKPOINT_NAME, ModelOut, save_checkpoint
 from colearn_fl.server.history import (
     HISTORY_JSON,
     Row,
@@ -37,7 +37,9 @@ class RoundRecorder:
 
     After round ``r`` it evaluates the global model on the server's test data (when there is
     any), appends a history row (schedule sent, train loss, federated and central metrics,
-    sites, bytes, wall time), checkpoints atomically and logs one line.
+    sites, bytes, wall time), checkpoints atomically, logs one line and writes the evaluated
+    model as ``model-final`` and, when the round is the best so far, ``model-best``
+    (``ModelOut``).
 
     Parameters
     ----------
@@ -63,6 +65,9 @@ class RoundRecorder:
         (default: 1).
     server : dict, optional
         run-log.json's facts about the server (``history.server_facts``); default: taken now.
+    monitor : tuple[str, str]
+        The run config's ``monitor`` and ``monitor-mode``: what picks ``model-best``
+        (default: the main metric, its mode automatic).
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class RoundRecorder:
         total_rounds: int,
         max_failed_rounds: int = 1,
         server: dict[str, Any] | None = None,
+        monitor: tuple[str, str] = ("", "auto"),
     ) -> None:
         self.strategy, self.module, self.folder = strategy, module, folder
         self.run_config, self.central_eval = run_config, central_eval
@@ -84,6 +90,7 @@ class RoundRecorder:
         self.max_failed_rounds, self._failed_in_a_row = max_failed_rounds, 0
         self.server = server if server is not None else server_facts(folder, bool(history))
         self._elapsed_before = float(history[-1]["elapsed-s"]) if history else 0.0
+        self.models = ModelOut(folder, *monitor, fresh=not history)
         self.tracker = tracker
         tracker.start(history)  # resumed: the rounds of the earlier start
         self._started = time.monotonic()
@@ -115,6 +122,7 @@ class RoundRecorder:
         plot_curves(self.folder / CURVES_PNG, self.history, main_metric(self.history[-1]))
         log(INFO, "%s", _round_line(row, self.total_rounds))
         _stop_if_diverged(row)
+        self.models.after_round(self.module, self.history)  # the model just evaluated
         return MetricRecord(central) if central else None
 
     def _count_failed_round(self, record: dict[str, Any], server_round: int) -> None:

@@ -132,7 +132,7 @@ def run_colearning(
     tracker = RunTracker(config.outputs, folder, raw, logger_fn, resumed=bool(history))
     recorder = RoundRecorder(colearn, module, folder, raw, tracker, central,
                              history, rounds.num_server_rounds, rounds.max_failed_rounds,
-                             server)
+                             server, (config.outputs.monitor, config.outputs.monitor_mode))
     log(INFO, "[colearn] results in %s", folder)
     try:
         result = strategy.start(
