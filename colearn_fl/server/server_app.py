@@ -57,9 +57,10 @@ def server_app(
     Returns
     -------
     ServerApp
-        Writes ``history.json``, ``history.csv``, ``checkpoint.pt`` and ``curves.png`` to
-        ``<output-dir>/<run-name>/`` every round, and resumes from the checkpoint when the run
-        config says ``resume=true``.
+        Writes ``history.json``, ``history.csv``, ``checkpoint.pt``, ``curves.png`` and
+        ``model-final.ckpt`` / ``.pt`` to ``<output-dir>/<run-name>/`` every round
+        (``model-best.ckpt`` / ``.pt`` when the round is the best by ``monitor``), and resumes
+        from the checkpoint when the run config says ``resume=true``.
     """
     app = ServerApp()
 

@@ -42,7 +42,8 @@ def test_users_own_module_federates_with_two_lines(tmp_path, monkeypatch) -> Non
     assert all(r["sites-averaged"] == 2 for r in rows[1:])
     assert rows[-1]["central-accuracy"] > 0.85  # the rule is learnable; chance is 0.5
     assert {"federated-accuracy", "train-loss", "bytes-sent", "bytes-received"} <= set(rows[-1])
-    for name in ("history.csv", "checkpoint.pt", "curves.png"):
+    for name in ("history.csv", "checkpoint.pt", "curves.png", "model-final.ckpt",
+                 "model-best.ckpt", "model-final.pt", "model-best.pt"):
         assert (folder / name).is_file()
 
 
