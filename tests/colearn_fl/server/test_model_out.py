@@ -16,8 +16,10 @@ from torch import nn
 
 from colearn_fl.arrays import state_dict_to_arrays
 from colearn_fl.config import RunConfig
+from colearn_fl.sections import Outputs
 from colearn_fl.server.central_eval import central_evaluator
 from colearn_fl.server.recorder import RoundRecorder
+from colearn_fl.server.tracking import RunTracker
 from colearn_fl.task_adapter import TaskAdapter
 from tests.tiny import TinyData
 
@@ -74,15 +76,22 @@ class Rounds:
         return arrays
 
 
+def recorder_of(rounds: Rounds, module: pl.LightningModule, folder: Path, central: Any = None,
+                history: list | None = None, monitor: tuple[str, str] = ("", "auto"),
+                ) -> RoundRecorder:
+    """A recorder as the server builds it, without a metrics logger (logger='none')."""
+    return RoundRecorder(rounds, module, folder, {}, RunTracker(Outputs(logger="none"), folder, {}),
+                         central, history or [], max(rounds.rounds), monitor=monitor)
+
+
 def run_rounds(folder: Path, angles: dict[int, float], monitor: tuple[str, str] = ("", "auto"),
                history: list | None = None) -> list[dict]:
     """Drive a recorder (central evaluation on TinyData's test split) through ``angles``'
     rounds, after the rounds of ``history`` (a resumed run); returns the history."""
     history = list(history or [])
     offset = history[-1]["round"] if history else 0
-    recorder = RoundRecorder(Rounds(dict.fromkeys(angles, TRAINED), offset), Rotated(3), folder,
-                             {}, "csv", central_evaluator(lambda _: TinyData(), {}), history,
-                             max(angles), monitor=monitor)
+    recorder = recorder_of(Rounds(dict.fromkeys(angles, TRAINED), offset), Rotated(3), folder,
+                           central_evaluator(lambda _: TinyData(), {}), history, monitor)
     recorder(0, state_dict_to_arrays(rotated_weights(angles[min(angles)])))
     for server_round, angle in sorted(angles.items()):
         recorder(server_round - offset, state_dict_to_arrays(rotated_weights(angle)))
@@ -199,7 +208,7 @@ def test_a_module_that_saved_no_init_arguments_is_warned_about(tmp_path, caplog)
             super().__init__()
             self.net = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Linear(hidden, 2))
 
-    recorder = RoundRecorder(Rounds({1: TRAINED}), Unsaved(3), tmp_path, {}, "csv", None, [], 1)
+    recorder = recorder_of(Rounds({1: TRAINED}), Unsaved(3), tmp_path)
     # Execute
     with caplog.at_level(logging.WARNING):
         recorder(0, state_dict_to_arrays(rotated_weights(0.0)))
@@ -217,8 +226,8 @@ def test_a_built_in_tasks_module_loads_back_without_arguments(tmp_path, task: di
     module = TaskAdapter.of_run(run).module(run)
     trained = {k: v + 0.5 if v.is_floating_point() else v for k, v in
                module.state_dict().items()}
-    recorder = RoundRecorder(Rounds({1: {**TRAINED, "federated-metrics": {"accuracy": 0.5}}}),
-                             module, tmp_path, {}, "csv", None, [], 1)
+    recorder = recorder_of(Rounds({1: {**TRAINED, "federated-metrics": {"accuracy": 0.5}}}),
+                           module, tmp_path)
     # Execute
     recorder(0, state_dict_to_arrays(module.state_dict()))
     recorder(1, state_dict_to_arrays(trained))
