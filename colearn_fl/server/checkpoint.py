@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import os
 import tempfile
+from collections import OrderedDict
 from collections.abc import Sequence
 from logging import WARNING
 from pathlib import Path
@@ -95,9 +96,14 @@ def lightning_checkpoint(module: pl.LightningModule, server_round: int,
 
 
 def _cpu(state_dict: dict[str, Any]) -> dict[str, Any]:
-    """The state dict with its tensors on the CPU, so any machine loads the files as they are."""
-    return {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v
-            for k, v in state_dict.items()}
+    """The state dict with its tensors on the CPU, so any machine loads the files as they are;
+    its ``_metadata`` (the modules' versions, which ``load_state_dict`` reads) is kept."""
+    cpu = OrderedDict((k, v.detach().cpu() if isinstance(v, torch.Tensor) else v)
+                      for k, v in state_dict.items())
+    metadata = getattr(state_dict, "_metadata", None)
+    if metadata is not None:
+        cpu._metadata = metadata  # type: ignore[attr-defined]
+    return cpu
 
 
 def save_model(folder: Path, stem: str, module: pl.LightningModule, server_round: int,
