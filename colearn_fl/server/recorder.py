@@ -15,7 +15,13 @@ from flwr.supercore import log
 from colearn_fl.arrays import arrays_to_state_dict
 from colearn_fl.errors import ColearnError
 from colearn_fl.server.central_eval import CentralEval
-from colearn_fl.server.checkpoint import CHECKPOINT_NAME, MODEL_FINAL, ModelOut, save_checkpoint
+from colearn_fl.server.checkpoint import (
+    CHECKPOINT_NAME,
+    MODEL_BEST,
+    MODEL_FINAL,
+    ModelOut,
+    save_checkpoint,
+)
 from colearn_fl.server.history import (
     HISTORY_JSON,
     Row,
@@ -149,7 +155,8 @@ class RoundRecorder:
         final model)."""
         write_history(self.folder, self.history, self.run_config, status, reason, self.server)
         self.tracker.finish(status, [self.folder / name for name in
-                                     (CURVES_PNG, HISTORY_JSON, f"{MODEL_FINAL}.ckpt")])
+                                     (CURVES_PNG, HISTORY_JSON, f"{MODEL_FINAL}.ckpt",
+                                      f"{MODEL_BEST}.ckpt")])
 
     def _row(self, server_round: int, central: dict[str, float]) -> Row:
         now = time.monotonic()
