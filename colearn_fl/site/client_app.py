@@ -20,6 +20,7 @@ from colearn_fl.site.rounds import (
     refresh_round,
     train_round,
 )
+from colearn_fl.site.secagg_mod import secagg_mod
 from colearn_fl.task_adapter import DataModuleFn, ModuleFn
 from strategies import wire
 
@@ -42,7 +43,8 @@ def client_app(
         Flower client mods wrapped around both handlers, outermost first. They run outside
         colearn-fl's DP clipping mod (``colearn_fl.site.clipping_mod.clipping_mod``, a pass-through
         unless ``dp-noise-multiplier > 0``), so they see each reply exactly as it leaves the
-        site.
+        site, and inside the secure aggregation mod (``colearn_fl.site.secagg_mod``, which
+        masks the model under ``secure-aggregation=true``), so they see it in the clear.
 
     Returns
     -------
@@ -54,7 +56,7 @@ def client_app(
         over this site's training data) and ``lr_find`` (an LR range test for
         ``lr-max='auto'``).
     """
-    app = ClientApp(mods=[*(mods or []), clipping_mod])
+    app = ClientApp(mods=[secagg_mod, *(mods or []), clipping_mod])
     return register_site_functions(app, lambda run: (module_fn, datamodule_fn))
 
 
