@@ -130,8 +130,9 @@ def run_colearning(
     log(INFO, "[colearn] results in %s", folder)
     try:
         result = strategy.start(
-            grid=_training_grid(ResponsiveGrid(grid), config),  # flwr 1.41's HttpGrid waits
-            # 3 s between reply polls; with secure-aggregation, training rounds run SecAgg+
+            # flwr 1.41's HttpGrid waits 3 s between reply polls; with secure-aggregation,
+            # training rounds run SecAgg+
+            grid=_training_grid(ResponsiveGrid(grid), config, colearn.rounds),
             initial_arrays=state_dict_to_arrays(initial),
             num_rounds=rounds.num_server_rounds - done,
             # The schedule's keys, so Flower's summary shows what is sent (the first round's
@@ -176,12 +177,14 @@ def _resumed(folder: Path, config: RunConfig) -> tuple[int, list[Any], Any, Any,
             checkpoint.get(SERVER_OPTIMIZER_STATE, {}))
 
 
-def _training_grid(grid: Grid, config: RunConfig) -> Grid:
-    """``grid``, wrapped so that training rounds run SecAgg+ when the run config asks."""
+def _training_grid(grid: Grid, config: RunConfig, records: dict[int, dict]) -> Grid:
+    """``grid``, wrapped so that training rounds run SecAgg+ when the run config asks (their
+    traffic added to ``records``, the schedule's per-round records)."""
     secagg = config.secagg
     if not secagg.secure_aggregation:
         return grid
     log(INFO, "[colearn] secure aggregation (SecAgg+): the server learns only each round's "
         "weighted mean model")
     return SecureAggregationGrid(grid, Settings(
-        secagg.secagg_threshold, secagg.secagg_clipping_range, secagg.secagg_quantization_range))
+        secagg.secagg_threshold, secagg.secagg_clipping_range, secagg.secagg_quantization_range),
+        records)

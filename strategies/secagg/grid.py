@@ -24,16 +24,27 @@ from strategies.secagg.server import SecureRound, Settings
 class SecureAggregationGrid(Grid):
     """Delegates to ``grid``; training rounds run SecAgg+ with ``settings``.
 
+    Parameters
+    ----------
+    grid : Grid
+        The Grid the strategy would use.
+    settings : Settings, optional
+        The threshold, clipping range and quantisation levels (default: ``Settings()``).
+    records : dict[int, dict], optional
+        Per-round records to add the protocol's traffic to (``CoLearnSchedule.rounds``):
+        ``bytes-secagg-sent`` and ``bytes-secagg-received``, keys and shares included.
+
     Attributes
     ----------
     rounds : list[dict]
-        Per secure round: the sites sampled, averaged and failed, and the bytes the
-        protocol sent and received (its masked vectors and keys included).
+        Per secure round: the sites sampled, averaged and failed, and the protocol's bytes.
     """
 
-    def __init__(self, grid: Grid, settings: Settings | None = None) -> None:
+    def __init__(self, grid: Grid, settings: Settings | None = None,
+                 records: dict[int, dict] | None = None) -> None:
         self.inner = grid
         self.settings = settings or Settings()
+        self.records = records
         self.rounds: list[dict] = []
 
     def set_run(self, run: Run) -> None:
@@ -65,9 +76,11 @@ class SecureAggregationGrid(Grid):
             return iter(self.inner.send_and_receive(messages, timeout=timeout))
         secure = SecureRound(self.inner, messages, self.settings, timeout)
         replies = secure.run()
-        self.rounds.append({
-            "sites-sampled": len(messages),
-            "sites-averaged": sum(not r.has_error() for r in replies),
-            "sites-failed": sum(r.has_error() for r in replies),
-            "bytes-sent": secure.sent_bytes, "bytes-received": secure.received_bytes})
+        traffic = {"bytes-secagg-sent": secure.sent_bytes,
+                   "bytes-secagg-received": secure.received_bytes}
+        self.rounds.append({"round": secure.round, "sites-sampled": len(messages),
+                            "sites-averaged": sum(not r.has_error() for r in replies),
+                            "sites-failed": sum(r.has_error() for r in replies), **traffic})
+        if self.records is not None and isinstance(secure.round, int):
+            self.records.setdefault(secure.round, {}).update(traffic)
         return iter(replies)

@@ -244,9 +244,11 @@ class SecureRound:
                 f"secagg-threshold={self.threshold}; the round is not aggregated")
 
 
-def _round_of(msg: Message) -> str:
+def _round_of(msg: Message) -> int | str:
+    """The round a strategy's message is for (its ``server-round``), else its group id."""
     config = next(iter(msg.content.config_records.values()), ConfigRecord())
-    return str(config.get(SERVER_ROUND, msg.metadata.group_id or "?"))
+    value = config.get(SERVER_ROUND)
+    return value if isinstance(value, int) else (msg.metadata.group_id or "?")
 
 
 def _model_of(msg: Message) -> ArrayRecord:

@@ -155,16 +155,24 @@ def test_other_messages_pass_through(flower_identity: None) -> None:
 def test_colearn_schedule_over_fedavg_learns_the_plain_runs_model(
         flower_identity: None) -> None:
     # Prepare: two rounds of the same sites, plain and secure
+    records = {}
+
     def run(secure: bool) -> ArrayRecord:
         fleet = FleetGrid(NODES)
         strategy = CoLearnSchedule(FedAvg(min_available_nodes=4, fraction_evaluate=0.0),
                                    lr_max=0.1, lr_min=0.01)
-        grid = SecureAggregationGrid(fleet, SETTINGS) if secure else fleet
-        return strategy.start(grid=grid, initial_arrays=model(), num_rounds=2,
-                              timeout=30).arrays
+        grid = SecureAggregationGrid(fleet, SETTINGS, strategy.rounds) if secure else fleet
+        arrays = strategy.start(grid=grid, initial_arrays=model(), num_rounds=2,
+                                timeout=30).arrays
+        records.update(strategy.rounds)
+        return arrays
     # Execute
     plain, secure = run(False), run(True)
-    # Assert: the same model, to the quantisation error of two rounds
+    # Assert: every site averaged, the protocol's traffic recorded next to the round's
+    assert [records[r]["sites-averaged"] for r in (1, 2)] == [4, 4]
+    assert all(records[r]["bytes-secagg-received"] > records[r]["bytes-received"] / 2
+               for r in (1, 2))
+    # and the same model, to the quantisation error of two rounds
     for key in plain.keys():
         assert np.abs(secure[key].numpy() - plain[key].numpy()).max() <= 2 * STEP + 1e-7, key
         assert secure[key].dtype == plain[key].dtype
