@@ -211,14 +211,14 @@ class SecureRound:
     def _send(self, stage: str, messages: dict[int, Message]) -> dict[int, Message]:
         """Send ``messages``; the replies without error, by node (errors are kept)."""
         left = None if self.end is None else max(self.end - time.monotonic(), 0.0)
-        self.sent_bytes += sum(_size(m) for m in messages.values())
+        self.sent_bytes += sum(message_bytes(m) for m in messages.values())
         replies = {}
         for reply in self.grid.send_and_receive(list(messages.values()), timeout=left):
             node = reply.metadata.src_node_id
             if reply.has_error():
                 self.errors[node] = reply
             else:
-                self.received_bytes += _size(reply)
+                self.received_bytes += message_bytes(reply)
                 replies[node] = reply
         return replies
 
@@ -274,7 +274,7 @@ def _examples(reply: Message) -> float:
     return float(metrics_of(reply.content).get(NUM_EXAMPLES, 0))
 
 
-def _size(msg: Message) -> int:
+def message_bytes(msg: Message) -> int:
     """Bytes of a message's arrays and config values (what the protocol adds is both)."""
     content = msg.content
     arrays = sum(len(a.data) for r in content.array_records.values() for a in r.values())
