@@ -181,9 +181,10 @@ class SecureAggregation:
         if not (math.isfinite(self.secagg_clipping_range) and self.secagg_clipping_range > 0):
             raise ConfigError(f"secagg-clipping-range={self.secagg_clipping_range}: must be a "
                               "finite number > 0 (the bound of each update value).")
+        # strategies.secagg.vectors.MAX_QUANTIZATION_RANGE (not imported: it loads the crypto)
         if not 2 <= self.secagg_quantization_range <= 2**31 - 1:
             raise ConfigError(f"secagg-quantization-range={self.secagg_quantization_range}: "
-                              "must be in [2, 2147483647] (Flower quantises in int32).")
+                              f"must be in [2, {2**31 - 1}] (Flower quantises in int32).")
 
     def validate_run(self, sampled: int, swa_start: int) -> None:
         """The checks that span sections: ``sampled`` sites a round when

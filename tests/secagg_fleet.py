@@ -47,8 +47,9 @@ def shifted(node: int, received: ArrayRecord) -> tuple[ArrayRecord, int]:
     return ArrayRecord(out), 10 * node
 
 
-def site_app(train: Trainer) -> ClientApp:
-    app = ClientApp(mods=[secagg_mod])
+def site_app(train: Trainer, mods: list | None = None) -> ClientApp:
+    """A site whose training is ``train``, behind the secagg mod (then ``mods``)."""
+    app = ClientApp(mods=[secagg_mod, *(mods or [])])
 
     @app.train()
     def fit(msg: Message, context: Context) -> Message:
@@ -61,11 +62,12 @@ def site_app(train: Trainer) -> ClientApp:
 
 
 class FleetGrid:
-    """Sites ``nodes``, each a ``site_app(train)`` with its own Context."""
+    """Sites ``nodes``, each a ``site_app(train, mods)`` with its own Context and
+    ``run_config``."""
 
     def __init__(self, nodes: list[int], train: Trainer = shifted,
-                 run_config: dict | None = None) -> None:
-        self.app = site_app(train)
+                 run_config: dict | None = None, mods: list | None = None) -> None:
+        self.app = site_app(train, mods)
         self.contexts = {n: Context(run_id=1, node_id=n, node_config={}, state=RecordDict(),
                                     run_config=dict(run_config or {})) for n in nodes}
         self.leave: dict[int, str] = {}
