@@ -239,8 +239,10 @@ class SecureRound:
         if sampled < 2:
             return ("secure aggregation needs at least 2 sites a round, and 1 was sampled; "
                     "raise min-available-nodes")
+        late = self.end is not None and time.monotonic() >= self.end
         return (f"secure aggregation failed: {sampled - remaining} of {sampled} sites dropped "
-                f"out (at the {stage.replace('_', ' ')} stage), {remaining} remain, fewer than "
+                f"out (at the {stage.replace('_', ' ')} stage"
+                f"{', round-timeout passed' if late else ''}), {remaining} remain, fewer than "
                 f"secagg-threshold={self.threshold}; the round is not aggregated")
 
 

@@ -134,6 +134,16 @@ def test_below_the_threshold_the_round_fails_with_one_line(
         f"Round 1: {line}; the round is not aggregated"]
 
 
+def test_a_round_out_of_time_says_so(flower_identity: None) -> None:
+    # Prepare: no time left for any stage (every site then counts as dropped)
+    grid = SecureAggregationGrid(FleetGrid(NODES), SETTINGS)
+    # Execute
+    replies = list(grid.send_and_receive(train_messages(model(), NODES), timeout=0.0))
+    # Assert
+    assert all("4 of 4 sites dropped out (at the setup stage, round-timeout passed)"
+               in r.error.reason for r in replies)
+
+
 def test_a_threshold_above_the_sampled_sites_fails_the_round(flower_identity: None) -> None:
     grid = SecureAggregationGrid(FleetGrid(NODES), Settings(threshold=5))
     replies = list(grid.send_and_receive(train_messages(model(), NODES), timeout=5))
