@@ -19,10 +19,12 @@ from colearn_fl.server.failure_line import one_line_failures
 from colearn_fl.server.server_app import run_colearning
 from colearn_fl.site.client_app import register_site_functions
 from colearn_fl.site.clipping_mod import clipping_mod
+from colearn_fl.site.secagg_mod import secagg_mod
 from colearn_fl.task_adapter import DataModuleFn, ModuleFn, TaskAdapter
 
 quiet_ray()  # flwr run loads this module before it starts Ray
-client = ClientApp(mods=[clipping_mod])  # central DP clipping when dp-noise-multiplier > 0
+# SecAgg+ when secure-aggregation=true; central DP clipping when dp-noise-multiplier > 0
+client = ClientApp(mods=[secagg_mod, clipping_mod])
 server = ServerApp()
 
 

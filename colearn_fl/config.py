@@ -4,9 +4,10 @@
 
 Users type flat kebab-case keys (``pyproject.toml``, ``--run-config``); each key is a field, in
 snake_case, of exactly one section (``Schedule``, ``Rounds``, ``ServerOptimizer``, ``Privacy``,
-``Transport``, ``SiteData``, ``SiteTraining``, ``Outputs``) or of ``RunConfig`` itself (``task``,
-``model``, ``seed``). ``RunConfig.from_dict`` is the only place that reads raw run-config
-values: each app handler parses the message's run config once and passes the sections down.
+``SecureAggregation``, ``Transport``, ``SiteData``, ``SiteTraining``, ``Outputs``) or of
+``RunConfig`` itself (``task``, ``model``, ``seed``). ``RunConfig.from_dict`` is the only place
+that reads raw run-config values: each app handler parses the message's run config once and
+passes the sections down.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from colearn_fl.sections import (
     Privacy,
     Rounds,
     Schedule,
+    SecureAggregation,
     ServerOptimizer,
     SiteData,
     SiteTraining,
@@ -45,7 +47,7 @@ LOGGER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "mlflow": ("m
 LR_FIND_RANGE = (1e-6, 1.0)  # the LRs each site's range test sweeps (lr-max="auto")
 SECTIONS = {"schedule": Schedule, "rounds": Rounds, "server": ServerOptimizer,
             "privacy": Privacy, "transport": Transport, "data": SiteData,
-            "training": SiteTraining, "outputs": Outputs}
+            "training": SiteTraining, "outputs": Outputs, "secagg": SecureAggregation}
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class RunConfig:
     rounds: Rounds = field(default_factory=Rounds)  # how many rounds, which sites, how long
     server: ServerOptimizer = field(default_factory=ServerOptimizer)  # the averaging strategy
     privacy: Privacy = field(default_factory=Privacy)  # central DP
+    secagg: SecureAggregation = field(default_factory=SecureAggregation)  # SecAgg+
     transport: Transport = field(default_factory=Transport)  # precision on the wire
     data: SiteData = field(default_factory=SiteData)  # where and how sites read data
     training: SiteTraining = field(default_factory=SiteTraining)  # how sites run Lightning
@@ -110,6 +113,9 @@ class RunConfig:
         if self.seed < 0:
             raise ConfigError(f"seed={self.seed}: must be >= 0 (any integer >= 0).")
         self.schedule.validate_rounds(self.rounds.num_server_rounds)
+        self.secagg.validate_run(max(int(self.rounds.min_available_nodes
+                                         * self.rounds.fraction_train), 1),
+                                 self.schedule.swa_start)
         if self.outputs.logger == "tensorboard":  # mlflow: the server checks (sites log CSV)
             require_logger_package("tensorboard", "at the server and every site")
         if self.privacy.dp_noise_multiplier > 0 and self.transport.transport_dtype != "float32":

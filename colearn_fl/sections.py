@@ -165,6 +165,48 @@ class Privacy:
 
 
 @dataclass(frozen=True)
+class SecureAggregation:
+    """Secure aggregation (SecAgg+): the server learns only the weighted sum of the models."""
+
+    secure_aggregation: bool = False  # training rounds run SecAgg+ (strategies.secagg)
+    secagg_threshold: int = 0  # sites whose shares unmask the sum; 0 = a majority, at least 2
+    secagg_clipping_range: float = 16.0  # each update value (trained - received) within +-this
+    secagg_quantization_range: int = 2**30  # quantisation levels over the clipping range
+
+    def validate(self) -> None:
+        if self.secagg_threshold < 0 or self.secagg_threshold == 1:
+            raise ConfigError(f"secagg-threshold={self.secagg_threshold}: must be 0 (a "
+                              "majority of each round's sites) or >= 2 (the shares that "
+                              "unmask the sum).")
+        if not (math.isfinite(self.secagg_clipping_range) and self.secagg_clipping_range > 0):
+            raise ConfigError(f"secagg-clipping-range={self.secagg_clipping_range}: must be a "
+                              "finite number > 0 (the bound of each update value).")
+        # strategies.secagg.vectors.MAX_QUANTIZATION_RANGE (not imported: it loads the crypto)
+        if not 2 <= self.secagg_quantization_range <= 2**31 - 1:
+            raise ConfigError(f"secagg-quantization-range={self.secagg_quantization_range}: "
+                              f"must be in [2, {2**31 - 1}] (Flower quantises in int32).")
+
+    def validate_run(self, sampled: int, swa_start: int) -> None:
+        """The checks that span sections: ``sampled`` sites a round when
+        ``min-available-nodes`` are connected, and SWA (whose statistics round would send
+        each site's BatchNorm statistics in the clear)."""
+        if not self.secure_aggregation:
+            return
+        if sampled < 2:
+            raise ConfigError(f"secure-aggregation=true needs at least 2 sites a round, and "
+                              f"min-available-nodes x fraction-train gives {sampled}: raise "
+                              "min-available-nodes.")
+        if self.secagg_threshold > sampled:
+            raise ConfigError(f"secagg-threshold={self.secagg_threshold} > {sampled} sites a "
+                              "round (min-available-nodes x fraction-train): the sum could "
+                              "never be unmasked. Use at most that, or 0 (a majority).")
+        if swa_start > 0:
+            raise ConfigError(f"secure-aggregation=true with swa-start={swa_start}: SWA's "
+                              "statistics round sends each site's BatchNorm statistics in the "
+                              "clear. Use swa-start=0 with secure aggregation.")
+
+
+@dataclass(frozen=True)
 class Transport:
     """How the model crosses the wire."""
 

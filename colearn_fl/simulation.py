@@ -24,6 +24,7 @@ from colearn_fl.logs import quiet_ray
 from colearn_fl.server.server_app import run_colearning
 from colearn_fl.site.client_app import register_site_functions
 from colearn_fl.site.clipping_mod import clipping_mod
+from colearn_fl.site.secagg_mod import secagg_mod
 from colearn_fl.task_adapter import CentralDataFn, DataModuleFn, DefaultLrFn, ModuleFn, TaskAdapter
 
 
@@ -116,7 +117,7 @@ def _apps(
         return configured_mod
 
     server = ServerApp()
-    client = ClientApp(mods=[seeing_config(m) for m in [*mods, clipping_mod]])
+    client = ClientApp(mods=[seeing_config(m) for m in [secagg_mod, *mods, clipping_mod]])
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:

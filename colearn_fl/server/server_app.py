@@ -25,6 +25,7 @@ from colearn_fl.server.recorder import SERVER_OPTIMIZER_STATE, RoundRecorder
 from colearn_fl.server.strategy import build_strategy, cycle_source, module_lr
 from colearn_fl.server.tracking import RunTracker
 from colearn_fl.task_adapter import CentralDataFn, DefaultLrFn, LoggerFn, ModuleFn
+from strategies.secagg import SecureAggregationGrid, Settings
 from strategies.server_optimizers import load_optimizer_state
 
 LR_RANGE_TEST = "lr-range-test"  # history row 0: what lr-max='auto' found, and each site
@@ -137,7 +138,9 @@ def run_colearning(
     log(INFO, "[colearn] results in %s", folder)
     try:
         result = strategy.start(
-            grid=ResponsiveGrid(grid),  # flwr 1.41's HttpGrid waits 3 s between reply polls
+            # flwr 1.41's HttpGrid waits 3 s between reply polls; with secure-aggregation,
+            # training rounds run SecAgg+
+            grid=_training_grid(ResponsiveGrid(grid), config, colearn.rounds),
             initial_arrays=state_dict_to_arrays(initial),
             num_rounds=rounds.num_server_rounds - done,
             # The schedule's keys, so Flower's summary shows what is sent (the first round's
@@ -187,3 +190,16 @@ def _resumed(folder: Path, config: RunConfig) -> tuple[int, list[Any], Any, Any,
     initial = checkpoint.get("training-state-dict", checkpoint["state_dict"])
     return (checkpoint["round"], checkpoint["history"], initial, checkpoint.get("swa"),
             checkpoint.get(SERVER_OPTIMIZER_STATE, {}))
+
+
+def _training_grid(grid: Grid, config: RunConfig, records: dict[int, dict]) -> Grid:
+    """``grid``, wrapped so that training rounds run SecAgg+ when the run config asks (their
+    traffic added to ``records``, the schedule's per-round records)."""
+    secagg = config.secagg
+    if not secagg.secure_aggregation:
+        return grid
+    log(INFO, "[colearn] secure aggregation (SecAgg+): the server learns only each round's "
+        "weighted mean model")
+    return SecureAggregationGrid(grid, Settings(
+        secagg.secagg_threshold, secagg.secagg_clipping_range, secagg.secagg_quantization_range),
+        records)

@@ -20,6 +20,7 @@ from colearn_fl.site.rounds import (
     refresh_round,
     train_round,
 )
+from colearn_fl.site.secagg_mod import secagg_mod
 from colearn_fl.task_adapter import DataModuleFn, LoggerFn, ModuleFn
 from strategies import wire
 
@@ -43,7 +44,8 @@ def client_app(
         Flower client mods wrapped around both handlers, outermost first. They run outside
         colearn-fl's DP clipping mod (``colearn_fl.site.clipping_mod.clipping_mod``, a pass-through
         unless ``dp-noise-multiplier > 0``), so they see each reply exactly as it leaves the
-        site.
+        site, and inside the secure aggregation mod (``colearn_fl.site.secagg_mod``, which
+        masks the model under ``secure-aggregation=true``), so they see it in the clear.
     logger_fn : Callable[[dict, str, str], Logger], optional
         Your own Lightning logger (W&B, Comet, Neptune, ...) for each round's Trainer at this
         site: ``logger_fn(run_config, "site-<s>", "round-<r>-train")``; it logs besides the
@@ -59,7 +61,7 @@ def client_app(
         over this site's training data) and ``lr_find`` (an LR range test for
         ``lr-max='auto'``).
     """
-    app = ClientApp(mods=[*(mods or []), clipping_mod])
+    app = ClientApp(mods=[secagg_mod, *(mods or []), clipping_mod])
     return register_site_functions(app, lambda run: (module_fn, datamodule_fn),
                                    logger_fn=logger_fn)
 

@@ -66,3 +66,13 @@ def test_gpu_benchmark_ratio_is_printed_on_cpu() -> None:
     ratio = float(re.search(r"throughput ratio \(plugin / plain\): ([0-9.]+)", out).group(1))
     assert 0.2 < ratio < 5.0  # a ratio, measured; its target applies on a GPU, at full size
     assert "tiny-cnn, 32-true" in out
+
+
+def test_secagg_costs_are_printed() -> None:
+    out = run("secagg.py", "--smoke")
+    rows = re.findall(r"^\| (\d+) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \| .* \| ([0-9.e+-]+) \|$",
+                      out, flags=re.MULTILINE)
+    assert [int(r[0]) for r in rows] == [2, 4]
+    # the model goes down as float32 and comes up as int64: 1.5 times plain, keys aside
+    assert all(1.5 <= float(r[3]) < 1.7 for r in rows)
+    assert all(float(r[4]) < 3e-8 for r in rows)  # within one quantisation step
