@@ -22,11 +22,12 @@ from colearn_fl.server.history import BUDGET_SPENT, read_status
 from colearn_fl.server.privacy import AccountedClipping, with_privacy
 from colearn_fl.server.server_app import run_colearning
 from colearn_fl.server.strategy import build_strategy
+from colearn_fl.simulation import simulate
 from strategies import CoLearn
 from strategies.dp_accounting import AdaptiveClip
 from tests.colearn_fl.server.test_server_app import OneSilentSiteGrid
 from tests.strategies.test_colearn import StaticGrid, model, reply
-from tests.tiny import TinyClassifier
+from tests.tiny import TinyClassifier, TinyData
 
 DELTA = 1e-5
 
@@ -206,3 +207,29 @@ def test_no_epsilon_for_a_server_optimizer_that_steps_after_the_mean(
                                             reply(2, model([3, 4], 0))])
     assert isinstance(arrays, ArrayRecord)
     assert "dp-epsilon" not in wrapped.strategy.rounds[1]
+
+
+def site_data(context: Context) -> TinyData:
+    return TinyData(n=64, seed=int(context.node_config["partition-id"]))
+
+
+@pytest.mark.slow  # a Ray simulation (~30 s); CI runs it with the slow checks
+def test_a_simulated_adaptive_run_stops_at_its_budget(tmp_path: Path) -> None:
+    # Prepare: two sites of 64 examples (equal weights), z = 1 with adaptive clipping (count
+    # noise 1), a budget between the epsilon of 1 and of 2 rounds, 3 rounds asked
+    target = (gaussian_epsilon(1.0, 1) + gaussian_epsilon(1.0, 2)) / 2
+    # Execute: the real sites' clipping mod reports its norm bits
+    folder = simulate({"output-dir": str(tmp_path), "run-name": "dp", "num-server-rounds": 3,
+                       "epochs-schedule": "fixed", "epochs-initial": 1,
+                       "dp-noise-multiplier": 1.0, "dp-clipping": "adaptive",
+                       "dp-clipped-count-stddev": 1.0, "dp-target-epsilon": target},
+                      num_sites=2, cpus_per_site=1, module_fn=lambda cfg: TinyClassifier(),
+                      datamodule_fn=site_data, central_datamodule_fn=lambda cfg: TinyData())
+    # Assert: one round, then the budget stop; the round's clip, epsilon and count recorded
+    rows = json.loads((folder / "history.json").read_text())["rounds"]
+    assert [row["round"] for row in rows] == [0, 1]
+    assert read_status(folder)[0] == BUDGET_SPENT
+    assert rows[1]["sites-averaged"] == 2 and rows[1]["dp-clipping-norm"] == 1.0
+    assert rows[1]["dp-noise-effective"] == pytest.approx(1.0)
+    assert rows[1]["dp-epsilon"] == pytest.approx(gaussian_epsilon(1.0, 1), rel=1e-9)
+    assert "dp-unclipped-fraction" in rows[1] and "norm_bit" not in rows[1]
