@@ -123,6 +123,9 @@ class RunConfig:
                               f"'{self.transport.transport_dtype}': the clipping is checked at "
                               "float32 only (bfloat16 has no NumPy dtype for Flower's clipping "
                               "mod); use transport-dtype='float32' with DP.")
+        if self.privacy.dp_noise_multiplier > 0:
+            sampled = max(int(self.rounds.min_available_nodes * self.rounds.fraction_train), 1)
+            self.privacy.validate_with(sampled, self.server.server_optimizer)
 
 
 def changed_keys(before: Any, after: Any) -> list[str]:

@@ -27,6 +27,7 @@ LR_KEYS = {"lr-max": (DEFAULT, AUTO), "lr-min": (DEFAULT,)}
 LOGGERS = ("csv", "tensorboard", "mlflow", "none")  # the logger key: where metrics go
 OPTIMIZER_STATES = ("reset", "keep")  # the optimizer-state key
 MONITOR_MODES = ("auto", "min", "max")  # monitor-mode: auto = min for a loss, else max
+DP_CLIPPINGS = ("fixed", "adaptive")  # dp-clipping: the clip is set, or follows a quantile
 # Lightning Trainer precisions a site may train in (``precision`` key).
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
 
@@ -153,7 +154,13 @@ class Privacy:
     """Central differential privacy: sites clip their updates, the server adds noise."""
 
     dp_noise_multiplier: float = 0.0  # central DP (client-side clipping); 0 = DP off
-    dp_clipping_norm: float = 1.0  # L2 bound of each site's clipped update under DP
+    dp_clipping_norm: float = 1.0  # L2 bound of each site's clipped update (adaptive: the first)
+    dp_delta: float = 1e-5  # the delta dp-epsilon is reported at
+    dp_target_epsilon: float = 0.0  # stop before a round would spend more; 0 = no budget
+    dp_clipping: str = "fixed"  # fixed, or adaptive (the clip follows a quantile of the norms)
+    dp_clip_quantile: float = 0.5  # adaptive: target fraction of updates within the clip
+    dp_clip_lr: float = 0.2  # adaptive: step of the clip's geometric update
+    dp_clipped_count_stddev: float = 0.0  # adaptive: noise on the count; 0 = sampled sites / 20
 
     def validate(self) -> None:
         if not (math.isfinite(self.dp_noise_multiplier) and self.dp_noise_multiplier >= 0):
@@ -162,6 +169,43 @@ class Privacy:
         if not (math.isfinite(self.dp_clipping_norm) and self.dp_clipping_norm > 0):
             raise ConfigError(f"dp-clipping-norm={self.dp_clipping_norm}: must be a finite "
                               "number > 0 (the L2 bound of each site's update).")
+        if not 0.0 < self.dp_delta < 1.0:
+            raise ConfigError(f"dp-delta={self.dp_delta}: must be in (0, 1); use less than "
+                              "1 / (number of sites), e.g. 1e-5.")
+        if not (math.isfinite(self.dp_target_epsilon) and self.dp_target_epsilon >= 0):
+            raise ConfigError(f"dp-target-epsilon={self.dp_target_epsilon}: must be a finite "
+                              "number >= 0 (0 = no budget).")
+        if self.dp_target_epsilon > 0 and self.dp_noise_multiplier <= 0:
+            raise ConfigError(f"dp-target-epsilon={self.dp_target_epsilon} with "
+                              f"dp-noise-multiplier={self.dp_noise_multiplier}: a budget needs "
+                              "DP on; set dp-noise-multiplier > 0, or dp-target-epsilon=0.")
+        _one_of("dp-clipping", self.dp_clipping, DP_CLIPPINGS)
+        if not 0.0 <= self.dp_clip_quantile <= 1.0:
+            raise ConfigError(f"dp-clip-quantile={self.dp_clip_quantile}: must be in [0, 1] "
+                              "(the fraction of updates the adaptive clip leaves unclipped).")
+        if not (math.isfinite(self.dp_clip_lr) and self.dp_clip_lr > 0):
+            raise ConfigError(f"dp-clip-lr={self.dp_clip_lr}: must be a finite number > 0 "
+                              "(Andrew et al. use 0.2).")
+        if not (math.isfinite(self.dp_clipped_count_stddev)
+                and self.dp_clipped_count_stddev >= 0):
+            raise ConfigError(f"dp-clipped-count-stddev={self.dp_clipped_count_stddev}: must "
+                              "be a finite number >= 0 (0 = sampled sites / 20).")
+
+    def validate_with(self, sampled_sites: int, server_optimizer: str) -> None:
+        """The checks that need the sites sampled per round and the server optimizer."""
+        if self.dp_target_epsilon > 0 and server_optimizer not in ("fedavg", "fedprox"):
+            raise ConfigError(f"dp-target-epsilon={self.dp_target_epsilon} with "
+                              f"server-optimizer={server_optimizer!r}: epsilon is accounted "
+                              "for fedavg and fedprox only (the noise is added after the "
+                              "others' step); use one of them, or dp-target-epsilon=0.")
+        stddev = self.dp_clipped_count_stddev or sampled_sites / 20
+        if self.dp_clipping == "adaptive" and self.dp_noise_multiplier >= 2 * stddev:
+            raise ConfigError(
+                f"dp-noise-multiplier={self.dp_noise_multiplier} with dp-clipping='adaptive' "
+                f"and dp-clipped-count-stddev={self.dp_clipped_count_stddev} (so {stddev:g}): "
+                "the count's noise alone already spends more than the multiplier allows "
+                "(it must be < 2 x the count's stddev). Raise dp-clipped-count-stddev above "
+                f"{self.dp_noise_multiplier / 2:g}, or lower dp-noise-multiplier.")
 
 
 @dataclass(frozen=True)

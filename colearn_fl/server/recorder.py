@@ -166,7 +166,7 @@ class RoundRecorder:
         row.update({f"federated-{k}": v for k, v in record.get("federated-metrics", {}).items()})
         row.update({f"central-{k}": v for k, v in central.items()})
         row.update({k: v for k, v in record.items()
-                    if k.startswith(("sites-", "site-", "model-", "bytes-", "swa-", "lr-"))})
+                    if k.startswith(("sites-", "site-", "model-", "bytes-", "swa-", "lr-", "dp-"))})
         for key in ("errors", "evaluation-errors"):  # the sites' texts: run-log.json only
             if record.get(key):
                 row[key] = list(record[key])
@@ -202,5 +202,7 @@ def _round_line(row: Row, total_rounds: int) -> str:
         parts.append(f"train-loss {row['train-loss']:.4f}")
     parts += [f"{k} {v:.4f}" for k, v in row.items()
               if k.startswith(("central-", "federated-")) and isinstance(v, float)]
+    if isinstance(row.get("dp-epsilon"), float):
+        parts.append(f"epsilon {row['dp-epsilon']:.4g}")
     parts.append(f"{row['elapsed-s']:.1f} s")
     return " | ".join(parts)

@@ -18,9 +18,9 @@ from colearn_fl.server.central_eval import central_evaluator
 from colearn_fl.server.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from colearn_fl.server.failure_line import LOGGED, one_line_failures
 from colearn_fl.server.grid import ResponsiveGrid
-from colearn_fl.server.history import COMPLETED, FAILED, STOPPED, server_facts
+from colearn_fl.server.history import BUDGET_SPENT, COMPLETED, FAILED, STOPPED, server_facts
 from colearn_fl.server.preflight import check_data, joined, range_test, run_folder_ready
-from colearn_fl.server.privacy import with_privacy
+from colearn_fl.server.privacy import BudgetSpent, with_privacy
 from colearn_fl.server.recorder import SERVER_OPTIMIZER_STATE, RoundRecorder
 from colearn_fl.server.strategy import build_strategy, cycle_source, module_lr
 from colearn_fl.server.tracking import RunTracker
@@ -128,7 +128,7 @@ def run_colearning(
         load_optimizer_state(colearn.strategy, optimizer_state)
     # With DP, Flower's wrapper runs the rounds and calls the schedule's configure/aggregate;
     # the recorder reads the schedule's per-round records either way.
-    strategy = with_privacy(colearn, config)
+    strategy = with_privacy(colearn, config, history)  # resumed: epsilon goes on
     central = (central_evaluator(central_datamodule_fn, raw, config.training.precision)
                if config.outputs.central_eval else None)
     tracker = RunTracker(config.outputs, folder, raw, logger_fn, resumed=bool(history))
@@ -153,6 +153,10 @@ def run_colearning(
             timeout=rounds.round_timeout,
             evaluate_fn=recorder,
         )
+    except BudgetSpent as spent:  # dp-target-epsilon: a normal end, the last round's model kept
+        recorder.finish(BUDGET_SPENT, str(spent))
+        log(WARNING, "[colearn] %s (history in %s)", spent, folder)
+        return None
     except BaseException as error:
         reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         if isinstance(error, Exception):

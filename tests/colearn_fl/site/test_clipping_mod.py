@@ -77,3 +77,21 @@ def test_clipping_mod_fails_closed_without_the_servers_clipping_norm(
     # Assert: an error reply, never an unclipped model
     assert reply.has_error()
     assert "clipping_norm" in reply.error.reason
+
+
+@pytest.mark.parametrize(("clip", "bit"), [(1.0, 1), (10.0, 0)])
+def test_adaptive_clipping_reports_whether_the_site_clipped(
+    flower_identity: None, clip: float, bit: int
+) -> None:
+    # Prepare: dp-clipping='adaptive'; the server's clip of the round is 1 (or 10)
+    msg = train_instruction()
+    msg.content["config"] = ConfigRecord({"server-round": 1, "clipping_norm": clip})
+    # Execute: the update (3, 4, 0, 0) has norm 5
+    reply = clipping_mod(msg, site_context({**DP_ON, "dp-clipping": "adaptive"}), trains_far)
+    # Assert: Flower's norm_bit (1: clipped) in the metrics; the update scaled to norm
+    # min(5, clip); the int64 counter untouched
+    arrays = reply.content["arrays"]
+    assert reply.content["metrics"]["norm_bit"] == bit
+    np.testing.assert_allclose(arrays["w"].numpy(), np.array([3, 4, 0, 0]) * min(1, clip / 5),
+                               rtol=1e-6)
+    assert arrays["steps"].dtype == "int64" and int(arrays["steps"].numpy()) == 60
