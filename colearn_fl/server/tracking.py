@@ -23,7 +23,7 @@ from typing import Any
 
 from pytorch_lightning.loggers import Logger, MLFlowLogger
 
-from colearn_fl.config import require_logger_package
+from colearn_fl.config import RunConfig, require_logger_package
 from colearn_fl.sections import Outputs
 from colearn_fl.server.history import COMPLETED, FAILED, Row
 from colearn_fl.server.plots import epoch_ends
@@ -50,7 +50,8 @@ class RunTracker:
         The run folder: CSV and TensorBoard files go to ``<folder>/server``, the default
         MLflow store to ``<folder>/mlflow.db`` and ``<folder>/mlartifacts``.
     run_config : dict
-        Logged once as the run's hyper-parameters (MLflow: its params).
+        Logged once, with the defaults of the keys it leaves out, as the run's
+        hyper-parameters (MLflow: its params).
     logger_fn : Callable[[dict, str, str], Logger], optional
         The user's own logger, called as ``logger_fn(run_config, "server", folder.name)``.
     resumed : bool
@@ -68,9 +69,12 @@ class RunTracker:
         self.loggers: list[Logger] = [built] if built is not None else []
         if logger_fn is not None:
             self.loggers.append(logger_fn(dict(run_config), "server", folder.name))
+        # Every key with the value the run used (simulate's run config holds only the
+        # overrides; the defaults fill the rest)
+        params = {**RunConfig.defaults(), **run_config}
         for logger in self.loggers:
             if not (self._continued and isinstance(logger, MLFlowLogger)):
-                logger.log_hyperparams(dict(run_config))
+                logger.log_hyperparams(params)
 
     def start(self, history: Sequence[Row]) -> None:
         """Log the rounds of an earlier start (resume): a file logger starts its files

@@ -85,6 +85,7 @@ def test_mlflow_holds_one_run_with_params_rounds_site_curves_and_artifacts(
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.run_name == "r" and run.info.status == "FINISHED"
     assert run.data.params["num-server-rounds"] == "2" and run.data.params["logger"] == "mlflow"
+    assert run.data.params["lr-schedule"] == "cosine"  # a default the run config left out
     steps = {k: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)]
              for k in ("central-accuracy", "local-epochs", "epochs-done",
                        "sites/site-a/train-loss", "sites/site-b/accuracy")}
