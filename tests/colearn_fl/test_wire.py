@@ -39,7 +39,7 @@ def site_data(context: Context) -> TinyData:
     return TinyData(n=64, seed=int(context.node_config["partition-id"]))
 
 
-def test_sites_send_only_state_dict_arrays_and_scalar_metrics(tmp_path) -> None:
+def test_sites_send_only_state_dict_arrays_metrics_and_epoch_curves(tmp_path) -> None:
     # Prepare
     replies_dir = tmp_path / "replies"
     replies_dir.mkdir()
@@ -58,7 +58,10 @@ def test_sites_send_only_state_dict_arrays_and_scalar_metrics(tmp_path) -> None:
         kinds = sorted(rec["kind"] for rec in reply["records"].values())
         metrics = next(rec for rec in reply["records"].values()
                        if rec["kind"] == MetricRecord.__name__)
-        assert set(metrics["values"].values()) <= {"int", "float"}
+        # numbers, and the per-epoch curves as lists (one value per local epoch)
+        assert {v for k, v in metrics["values"].items() if not k.startswith("epoch-")} <= {
+            "int", "float"}
+        assert {v for k, v in metrics["values"].items() if k.startswith("epoch-")} <= {"list"}
         if reply["type"] == "train":
             # the state_dict, key for key and dtype for dtype, the training metrics and what
             # the site did (epochs run, first and last LR)
@@ -69,7 +72,8 @@ def test_sites_send_only_state_dict_arrays_and_scalar_metrics(tmp_path) -> None:
             assert arrays["values"] == {k: str(t.dtype).removeprefix("torch.")
                                         for k, t in state_dict.items()}
             assert set(metrics["keys"]) == {"num-examples", "train-loss", "epochs-run",
-                                            "lr-first", "lr-last"}
+                                            "lr-first", "lr-last", "epoch-train-loss",
+                                            "epoch-lr", "epoch-loss", "epoch-accuracy"}
         elif reply["type"] == "query.data_check":  # the site's data sizes and its name
             assert kinds == ["ConfigRecord", "MetricRecord"]
             assert set(metrics["keys"]) == {"train-examples", "val-examples"}
