@@ -28,6 +28,7 @@ def checkpoint(folder: Path) -> dict:
     return torch.load(folder / "checkpoint.pt", weights_only=False)
 
 
+@pytest.mark.slow  # an 18 s simulation; strategies/test_swa.py covers the statistics by hand
 def test_swa_model_gets_the_sites_pooled_statistics(tmp_path) -> None:
     # Execute: one round with SWA from round 1 (the average is that round's global model)
     folder = simulate({"output-dir": str(tmp_path), "run-name": "s", "num-server-rounds": 1,

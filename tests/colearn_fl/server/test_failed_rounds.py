@@ -80,6 +80,7 @@ class NoOptimizer(TinyClassifier):
         return None
 
 
+@pytest.mark.slow  # a 22 s simulation; the callback's own error is a unit test
 def test_a_user_module_without_an_optimizer_fails_in_one_line_per_site(tmp_path: Path,
                                                                        caplog) -> None:
     # Execute: a user's module whose configure_optimizers returns None, through simulate()

@@ -87,3 +87,16 @@ def test_without_a_validation_split_only_the_loss_and_lr_are_reported() -> None:
     assert set(stats.epochs) == {"train-loss", "lr"}
     assert stats.epochs["lr"] == pytest.approx([0.01, 0.01])
     assert all(math.isfinite(v) for v in stats.epochs["train-loss"])
+
+
+class NoOptimizer(TinyClassifier):
+    def configure_optimizers(self) -> None:
+        return None
+
+
+def test_a_module_without_an_optimizer_is_refused_naming_the_fix() -> None:
+    from colearn_fl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"NoOptimizer.configure_optimizers\(\) returned no "
+                                          r"optimizer.*torch.optim.SGD"):
+        _fit(NoOptimizer(), TinyData(), [RoundStats()], validate=False, epochs=1)
