@@ -11,39 +11,20 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 
-from flwr.app import Message, RecordDict
+from flwr.app import Message
 from flwr.serverapp import Grid
-from flwr.supercore.run import Run
+
+from strategies.delegating_grid import DelegatingGrid
 
 
-class ResponsiveGrid(Grid):
+class ResponsiveGrid(DelegatingGrid):
     """Delegates to ``grid``; ``send_and_receive`` polls every ``first_poll_s`` at first,
     then backs off by ``backoff`` up to ``max_poll_s`` (a reply waits at most that long)."""
 
     def __init__(self, grid: Grid, first_poll_s: float = 0.05, max_poll_s: float = 0.5,
                  backoff: float = 1.5) -> None:
-        self.inner = grid
+        super().__init__(grid)
         self.first_poll_s, self.max_poll_s, self.backoff = first_poll_s, max_poll_s, backoff
-
-    def set_run(self, run: Run) -> None:
-        self.inner.set_run(run)
-
-    @property
-    def run(self) -> Run:
-        return self.inner.run
-
-    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int,
-                       group_id: str, ttl: float | None = None) -> Message:
-        return self.inner.create_message(content, message_type, dst_node_id, group_id, ttl)
-
-    def get_node_ids(self) -> Iterable[int]:
-        return self.inner.get_node_ids()
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        return self.inner.push_messages(messages)
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        return self.inner.pull_messages(message_ids)
 
     def send_and_receive(self, messages: Iterable[Message], *,
                          timeout: float | None = None) -> Iterator[Message]:

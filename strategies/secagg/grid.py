@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from flwr.app import Message, MessageType, RecordDict
+from flwr.app import Message, MessageType
 from flwr.serverapp import Grid
-from flwr.supercore.run import Run
 
+from strategies.delegating_grid import DelegatingGrid
 from strategies.secagg.server import SecureRound, Settings
 
 
-class SecureAggregationGrid(Grid):
+class SecureAggregationGrid(DelegatingGrid):
     """Delegates to ``grid``; training rounds run SecAgg+ with ``settings``.
 
     Parameters
@@ -42,30 +42,10 @@ class SecureAggregationGrid(Grid):
 
     def __init__(self, grid: Grid, settings: Settings | None = None,
                  records: dict[int, dict] | None = None) -> None:
-        self.inner = grid
+        super().__init__(grid)
         self.settings = settings or Settings()
         self.records = records
         self.rounds: list[dict] = []
-
-    def set_run(self, run: Run) -> None:
-        self.inner.set_run(run)
-
-    @property
-    def run(self) -> Run:
-        return self.inner.run
-
-    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int,
-                       group_id: str, ttl: float | None = None) -> Message:
-        return self.inner.create_message(content, message_type, dst_node_id, group_id, ttl)
-
-    def get_node_ids(self) -> Iterable[int]:
-        return self.inner.get_node_ids()
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        return self.inner.push_messages(messages)
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        return self.inner.pull_messages(message_ids)
 
     def send_and_receive(self, messages: Iterable[Message], *,
                          timeout: float | None = None) -> Iterator[Message]:
