@@ -28,14 +28,16 @@ def site_series(rows: Sequence[Row], name: str) -> dict[str, list[tuple[float, f
     cumulative local-epoch axis, by site (its name, else its place in the round's reports)."""
     series: dict[str, list[tuple[float, float]]] = {}
     ends = epoch_ends(rows)
-    for row, site, values in _site_epochs(rows):
+    for row, site, values in site_epochs(rows):
         start = ends[row["round"]] - row.get("local-epochs", len(values))
         points = series.setdefault(site, [])
         points += [(start + e + 1, v) for e, v in enumerate(values.get(name, [])) if v is not None]
     return {site: points for site, points in series.items() if points}
 
 
-def _site_epochs(rows: Sequence[Row]) -> Iterator[tuple[Row, str, dict[str, Any]]]:
+def site_epochs(rows: Sequence[Row]) -> Iterator[tuple[Row, str, dict[str, Any]]]:
+    """Each row's site reports as (row, site name, its per-epoch curves): a site without a
+    name is ``site #<i>``, its place in the round's reports."""
     for row in rows:
         for i, report in enumerate(row.get("site-reports", [])):
             yield row, report.get("site") or f"site #{i + 1}", report.get("epochs", {})

@@ -26,7 +26,7 @@ from pytorch_lightning.loggers import Logger, MLFlowLogger
 from colearn_fl.config import RunConfig, require_logger_package
 from colearn_fl.sections import Outputs
 from colearn_fl.server.history import COMPLETED, FAILED, Row
-from colearn_fl.server.plots import epoch_ends
+from colearn_fl.server.plots import epoch_ends, site_epochs
 from colearn_fl.task_adapter import LoggerFn
 from colearn_fl.trainer import make_logger
 
@@ -115,9 +115,9 @@ def site_curves(row: Row, start: float) -> dict[int, dict[str, float]]:
     """The row's per-epoch site curves as ``{step: {"sites/<site>/<name>": value}}``, epoch
     ``e`` of the round at step ``start + e + 1``; values that are missing are left out."""
     steps: dict[int, dict[str, float]] = defaultdict(dict)
-    for i, report in enumerate(row.get("site-reports", [])):
-        site = _tag(report.get("site") or f"unnamed-{i + 1}")
-        for name, values in report.get("epochs", {}).items():
+    for _, name_of_site, curves in site_epochs([row]):
+        site = _tag(name_of_site)
+        for name, values in curves.items():
             for epoch, value in enumerate(values):
                 if value is not None and math.isfinite(value):
                     steps[int(start) + epoch + 1][f"sites/{site}/{name}"] = float(value)
@@ -126,7 +126,7 @@ def site_curves(row: Row, start: float) -> dict[int, dict[str, float]]:
 
 def _tag(name: str) -> str:
     """A site name as a metric name accepts it (MLflow: letters, digits, ``_-. /``)."""
-    return re.sub(r"[^A-Za-z0-9_\-. ]", "_", name).strip("_ ") or "site"
+    return re.sub(r"[^A-Za-z0-9_\-. ]", "_", name.replace("#", "")).strip("_ ") or "site"
 
 
 def _mlflow_logger(outputs: Outputs, folder: Path, resumed: bool) -> tuple[MLFlowLogger, bool]:

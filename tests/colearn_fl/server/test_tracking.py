@@ -66,9 +66,9 @@ def test_site_curves_are_stepped_by_cumulative_local_epochs() -> None:
         {"epochs": {"train-loss": [0.7, 0.6], "accuracy": [0.4, None]}}]}
     # Execute / Assert: epoch e at step 3 + e + 1; names made safe; the unnamed site numbered
     assert site_curves(row, 3.0) == {
-        4: {"sites/site a_1/train-loss": 0.9, "sites/unnamed-2/train-loss": 0.7,
-            "sites/unnamed-2/accuracy": 0.4},
-        5: {"sites/site a_1/train-loss": 0.8, "sites/unnamed-2/train-loss": 0.6}}
+        4: {"sites/site a_1/train-loss": 0.9, "sites/site 2/train-loss": 0.7,
+            "sites/site 2/accuracy": 0.4},
+        5: {"sites/site a_1/train-loss": 0.8, "sites/site 2/train-loss": 0.6}}
 
 
 def test_mlflow_holds_one_run_with_params_rounds_site_curves_and_artifacts(
