@@ -94,9 +94,12 @@ class RoundStats(Callback):
             self._epoch_loss[1] += 1
         self._epoch_examples += extract_batch_size(batch)
         # Lightning draws the validation loader's seed before any validation hook runs: the
-        # generators as the last training batch left them are restored after validation.
-        self._rng = (torch.get_rng_state(), random.getstate(), np.random.get_state(),
-                     torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+        # generators as the epoch's last training batch left them are restored after
+        # validation (which runs at the epoch's end). An unsized loader: after every batch.
+        total = trainer.num_training_batches
+        if not math.isfinite(total) or batch_idx + 1 >= total:
+            self._rng = (torch.get_rng_state(), random.getstate(), np.random.get_state(),
+                         torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
