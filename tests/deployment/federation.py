@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tasks.image.fashion_mnist import DEFAULT_DATA_DIR, split_available
+
 BIN = Path(sys.executable).parent
 CONNECTION = "dc"
 START_TIMEOUT = 60.0
@@ -284,3 +286,9 @@ class Federation:
 
 
 StartFederation = Callable[[dict[str, str]], Federation]  # the ``make_federation`` fixture
+
+
+# Every deployment test federates the Fashion-MNIST files on this machine
+NEEDS_FASHION_MNIST = pytest.mark.skipif(
+    not split_available(DEFAULT_DATA_DIR, "train"),
+    reason="needs Fashion-MNIST in /usr/share/datasets/fashion-mnist")

@@ -12,13 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from tasks.image.fashion_mnist import DEFAULT_DATA_DIR, split_available
-from tests.deployment.federation import CONNECTION, SHARD_SAMPLES, SITES, Federation, start, stop
+from tests.deployment.federation import (
+    CONNECTION,
+    NEEDS_FASHION_MNIST,
+    SHARD_SAMPLES,
+    SITES,
+    Federation,
+    start,
+    stop,
+)
 
 pytestmark = [
     pytest.mark.deployment,
-    pytest.mark.skipif(not split_available(DEFAULT_DATA_DIR, "train"),
-                       reason="needs Fashion-MNIST in /usr/share/datasets/fashion-mnist"),
+    NEEDS_FASHION_MNIST,
 ]
 
 REPO = Path(__file__).resolve().parents[2]

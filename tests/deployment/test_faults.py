@@ -25,16 +25,21 @@ import pytest
 
 from colearn_fl.server.checkpoint import load_checkpoint
 from colearn_fl.server.history import read_history
-from tasks.image.fashion_mnist import DEFAULT_DATA_DIR, split_available
-from tests.deployment.federation import CONNECTION, SITES, StartFederation, alive, wait_until
+from tests.deployment.federation import (
+    CONNECTION,
+    NEEDS_FASHION_MNIST,
+    SITES,
+    StartFederation,
+    alive,
+    wait_until,
+)
 
 # About 6 minutes on 2 cores (a dead SuperNode is reported only after Flower's 60 s heartbeat
 # patience): outside the default ~15 minute suite; CI runs them on every landing (README).
 pytestmark = [
     pytest.mark.deployment,
     pytest.mark.slow,
-    pytest.mark.skipif(not split_available(DEFAULT_DATA_DIR, "train"),
-                       reason="needs Fashion-MNIST in /usr/share/datasets/fashion-mnist"),
+    NEEDS_FASHION_MNIST,
 ]
 
 REPO = Path(__file__).resolve().parents[2]

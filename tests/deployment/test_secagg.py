@@ -9,14 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from tasks.image.fashion_mnist import DEFAULT_DATA_DIR, split_available
-from tests.deployment.federation import CONNECTION, SITES, StartFederation, wait_until
+from tests.deployment.federation import (
+    CONNECTION,
+    NEEDS_FASHION_MNIST,
+    SITES,
+    StartFederation,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.deployment,
     pytest.mark.slow,
-    pytest.mark.skipif(not split_available(DEFAULT_DATA_DIR, "train"),
-                       reason="needs Fashion-MNIST in /usr/share/datasets/fashion-mnist"),
+    NEEDS_FASHION_MNIST,
 ]
 
 REPO = Path(__file__).resolve().parents[2]
