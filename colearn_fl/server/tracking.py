@@ -25,7 +25,7 @@ from pytorch_lightning.loggers import Logger, MLFlowLogger
 
 from colearn_fl.config import RunConfig, require_logger_package
 from colearn_fl.sections import Outputs
-from colearn_fl.server.history import COMPLETED, FAILED, Row
+from colearn_fl.server.history import BUDGET_SPENT, COMPLETED, FAILED, STOPPED, Row
 from colearn_fl.server.plots import epoch_ends, site_epochs
 from colearn_fl.task_adapter import LoggerFn
 from colearn_fl.trainer import make_logger
@@ -35,7 +35,8 @@ MLFLOW_ARTIFACTS = "mlartifacts"  # ... and its artifacts
 ENV_URI = "MLFLOW_TRACKING_URI"  # MLflow's own variable: the tracking server, when set
 FOLDER_TAG = "colearn.folder"  # the MLflow tag that finds a run's MLflow run again on resume
 # How a run ended, in the words Lightning's loggers take (MLflow: FINISHED, FAILED, KILLED).
-FINAL_STATUS = {COMPLETED: "success", FAILED: "failed"}
+FINAL_STATUS = {COMPLETED: "success", BUDGET_SPENT: "success", FAILED: "failed",
+                STOPPED: "KILLED"}
 
 
 class RunTracker:
@@ -107,8 +108,7 @@ class RunTracker:
                 for path in artifacts:
                     if path.is_file():
                         logger.experiment.log_artifact(logger.run_id, str(path))
-            logger.finalize(FINAL_STATUS.get(status, "KILLED" if status == "stopped"
-                                             else "success"))
+            logger.finalize(FINAL_STATUS.get(status, "success"))
 
 
 def site_curves(row: Row, start: float) -> dict[int, dict[str, float]]:
