@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from logging import WARNING
 from typing import Any
 
@@ -34,3 +36,27 @@ def central_evaluator(datamodule_fn: CentralDataFn | None, raw: dict[str, Any],
         return {k: float(v) for k, v in (results[0] if results else {}).items()}
 
     return evaluate
+
+
+def start_central_eval(datamodule_fn: CentralDataFn | None, raw: dict[str, Any],
+                       precision: str, module: pl.LightningModule | None
+                       ) -> Future[tuple[CentralEval | None, dict[str, float] | None]]:
+    """Set up the central evaluation in a thread, and evaluate ``module`` (the initial
+    model; ``None``: a resumed run, nothing to evaluate) with it, while the sites check their
+    data: neither waits for the other before round 1.
+
+    The future gives ``(evaluate, initial metrics)``; an error in the server's test data is
+    raised by ``result()``. The plotting library is imported there too, for round 0's plot.
+    """
+
+    def work() -> tuple[CentralEval | None, dict[str, float] | None]:
+        evaluate = central_evaluator(datamodule_fn, raw, precision)
+        initial = evaluate(copy.deepcopy(module)) if evaluate and module is not None else None
+        import matplotlib.pyplot  # noqa: F401  (round 0 draws curves.png)
+
+        return evaluate, initial
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="central-eval")
+    future = pool.submit(work)
+    pool.shutdown(wait=False)  # the work goes on; nothing else is queued
+    return future

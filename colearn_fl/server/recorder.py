@@ -74,6 +74,9 @@ class RoundRecorder:
     monitor : tuple[str, str]
         The run config's ``monitor`` and ``monitor-mode``: what picks ``model-best``
         (default: the main metric, its mode automatic).
+    initial_central : dict, optional
+        Round 0's central metrics when they were taken already (``start_central_eval``);
+        default: round 0 evaluates like every round.
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class RoundRecorder:
         max_failed_rounds: int = 1,
         server: dict[str, Any] | None = None,
         monitor: tuple[str, str] = ("", "auto"),
+        initial_central: dict[str, float] | None = None,
     ) -> None:
         self.strategy, self.module, self.folder = strategy, module, folder
         self.run_config, self.central_eval = run_config, central_eval
@@ -98,6 +102,7 @@ class RoundRecorder:
         self._elapsed_before = float(history[-1]["elapsed-s"]) if history else 0.0
         self.models = ModelOut(folder, *monitor, fresh=not history)
         self.tracker = tracker
+        self._initial_central = initial_central
         tracker.start(history)  # resumed: the rounds of the earlier start
         self._started = time.monotonic()
         self._last = self._started
@@ -110,7 +115,10 @@ class RoundRecorder:
             self._count_failed_round(self.strategy.rounds.get(server_round, {}), server_round)
         model = self.strategy.evaluation_model(arrays)  # the SWA average once it has begun
         self.module.load_state_dict(arrays_to_state_dict(model), strict=True)
-        central = self.central_eval(self.module) if self.central_eval else {}
+        if server_round == 0 and self._initial_central is not None:
+            central = self._initial_central  # evaluated while the sites checked their data
+        else:
+            central = self.central_eval(self.module) if self.central_eval else {}
         row = self._row(server_round, central)
         self.history.append(row)
         if server_round > 0:

@@ -14,7 +14,7 @@ from flwr.supercore import log
 
 from colearn_fl.arrays import state_dict_to_arrays
 from colearn_fl.config import AUTO, RunConfig, changed_keys
-from colearn_fl.server.central_eval import central_evaluator
+from colearn_fl.server.central_eval import start_central_eval
 from colearn_fl.server.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from colearn_fl.server.failure_line import LOGGED, one_line_failures
 from colearn_fl.server.grid import ResponsiveGrid
@@ -103,6 +103,11 @@ def run_colearning(
     if done >= rounds.num_server_rounds:
         log(INFO, "[colearn] %s already completed %d rounds: nothing to do", folder, done)
         return None
+    # The server's test data and the initial model's evaluation load while the sites check
+    # their data (a resumed run's round 0 was evaluated before it stopped).
+    early = (start_central_eval(central_datamodule_fn, raw, config.training.precision,
+                                None if done else module)
+             if config.outputs.central_eval else None)
     nodes = joined(grid, config)
     sizes = check_data(grid, nodes, config)
     default, source = ((default_lr(raw), getattr(default_lr, "source", "default_lr"))
@@ -129,12 +134,12 @@ def run_colearning(
     # With DP, Flower's wrapper runs the rounds and calls the schedule's configure/aggregate;
     # the recorder reads the schedule's per-round records either way.
     strategy = with_privacy(colearn, config, history)  # resumed: epsilon goes on
-    central = (central_evaluator(central_datamodule_fn, raw, config.training.precision)
-               if config.outputs.central_eval else None)
+    central, initial_central = early.result() if early else (None, None)
     tracker = RunTracker(config.outputs, folder, raw, logger_fn, resumed=bool(history))
     recorder = RoundRecorder(colearn, module, folder, raw, tracker, central,
                              history, rounds.num_server_rounds, rounds.max_failed_rounds,
-                             server, (config.outputs.monitor, config.outputs.monitor_mode))
+                             server, (config.outputs.monitor, config.outputs.monitor_mode),
+                             initial_central)
     log(INFO, "[colearn] results in %s", folder)
     try:
         result = strategy.start(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
@@ -12,17 +14,19 @@ from colearn_fl.config import RunConfig
 from colearn_fl.errors import ColearnError
 from colearn_fl.node_config import site_name
 from colearn_fl.site.clipping_mod import clipping_mod
-from colearn_fl.site.rounds import (
-    SiteCall,
-    data_check_round,
-    evaluate_round,
-    lr_find_round,
-    refresh_round,
-    train_round,
-)
 from colearn_fl.site.secagg_mod import secagg_mod
-from colearn_fl.task_adapter import DataModuleFn, LoggerFn, ModuleFn
 from strategies import wire
+
+if TYPE_CHECKING:
+    from colearn_fl.task_adapter import DataModuleFn, LoggerFn, ModuleFn
+
+# Each message type's handler in ``colearn_fl.site.rounds``, imported with the first message:
+# a ClientApp loads without torch or Lightning, so Flower's simulation starts Ray (and the
+# server imports torch) at once instead of after those imports.
+HANDLERS = {"train": "train_round", "evaluate": "evaluate_round",
+            wire.BN_REFRESH: "refresh_round", wire.LR_FIND: "lr_find_round",
+            wire.DATA_CHECK: "data_check_round"}
+ROUNDS = "colearn_fl.site.rounds"
 
 
 def client_app(
@@ -66,7 +70,7 @@ def client_app(
                                    logger_fn=logger_fn)
 
 
-SiteFactories = Callable[[RunConfig], tuple[ModuleFn, DataModuleFn]]  # a run's factories
+SiteFactories = Callable[[RunConfig], "tuple[ModuleFn, DataModuleFn]"]  # a run's factories
 ContextView = Callable[[Context], Context]  # the context a site's functions see
 
 
@@ -81,27 +85,25 @@ def register_site_functions(app: ClientApp, factories: SiteFactories,
     functions see (``simulate``: one holding its run config); the one place ``client_app``,
     ``colearn_fl.apps`` and ``simulate`` differ. ``logger_fn``: the user's own logger.
     """
-    handlers: dict[str, Callable[[Message, SiteCall], Message]] = {
-        "train": train_round, "evaluate": evaluate_round, wire.BN_REFRESH: refresh_round,
-        wire.LR_FIND: lr_find_round, wire.DATA_CHECK: data_check_round}
-    for message_type, handler in handlers.items():
+    for message_type, handler in HANDLERS.items():
         category, _, action = message_type.partition(".")
         register = getattr(app, category)(action) if action else getattr(app, category)()
         register(_bound(handler, factories, view, logger_fn))
     return app
 
 
-def _bound(handler: Callable[[Message, SiteCall], Message], factories: SiteFactories,
-           view: ContextView | None,
+def _bound(handler: str, factories: SiteFactories, view: ContextView | None,
            logger_fn: LoggerFn | None) -> Callable[[Message, Context], Message]:
     def function(msg: Message, context: Context) -> Message:
         seen = view(context) if view else context
         try:
             run = RunConfig.from_dict(seen.run_config)  # once per message
             module_fn, datamodule_fn = factories(run)
-            return handler(msg, SiteCall(seen, run, module_fn, datamodule_fn, logger_fn))
+            rounds = importlib.import_module(ROUNDS)  # torch and Lightning: first message
+            return getattr(rounds, handler)(
+                msg, rounds.SiteCall(seen, run, module_fn, datamodule_fn, logger_fn))
         except ColearnError as error:  # the server's log names the site, as its results do
             raise type(error)(f"[{site_name(seen)}] {error}") from error
 
-    function.__name__ = handler.__name__
+    function.__name__ = handler
     return function

@@ -90,7 +90,19 @@ def test_import_colearn_fl_loads_neither_torch_nor_flower_until_a_factory_is_use
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
                             text=True, timeout=120, check=True)
     # Assert
-    assert result.stdout.strip() == "[] ['flwr', 'pytorch_lightning', 'torch']"
+    assert result.stdout.strip() == "[] ['flwr']"  # the handlers import torch when they run
+
+
+def test_the_default_apps_load_without_torch_or_lightning() -> None:
+    # Prepare: Flower's simulation loads the ClientApp before it starts Ray, and the server
+    # thread imports torch meanwhile; a light module lets Ray start at once.
+    probe = ("import sys, colearn_fl.apps\n"
+             "print(sorted(m for m in ('torch', 'pytorch_lightning', 'ray') if m in sys.modules))")
+    # Execute
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, check=True)
+    # Assert
+    assert result.stdout.strip() == "[]"
 
 
 def test_the_public_face_names_what_it_has() -> None:
