@@ -10,6 +10,7 @@ deployment (docs/deployment.md).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="a co-learning variant, e.g. \"lr-min-0.01: lr-min=0.01\" "
                           "(repeatable; each is added to --methods)")
     cmp.add_argument("--cpus-per-site", type=float, default=1.0)
+    cmp.add_argument("--ray-address", default="",
+                     help="run the federated methods on this Ray cluster (e.g. 127.0.0.1:6379; "
+                          "default: $RAY_ADDRESS, else a private Ray per run)")
     cmp.add_argument("--run-config", default="",
                      help="more run-config overrides, as for flwr run: \"lr-max=0.1 ...\"")
     cmp.add_argument("--output-dir", type=Path, default=Path("outputs/compare"))
@@ -152,6 +156,8 @@ def _tasks(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from colearn_fl.experiments.compare import METHODS, compare, compare_seeds
 
+    if args.ray_address:  # simulate() reads it, as Ray's own tools do
+        os.environ["RAY_ADDRESS"] = args.ray_address
     base = parse_config_args([args.run_config]) if args.run_config.strip() else {}
     for key in KEY_FLAGS:
         value = getattr(args, key.replace("-", "_"))

@@ -7,6 +7,7 @@ as a dict (Flower's ``run_simulation`` takes none), for tests, notebooks and the
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +37,8 @@ def simulate(
     datamodule_fn: DataModuleFn | None = None,
     central_datamodule_fn: CentralDataFn | None = None,
     mods: list[Mod] | None = None,
+    ray_address: str | None = None,
+    gpus_per_site: float = 0.0,
 ) -> Path:
     """Simulate ``num_sites`` sites running co-learning; return the run folder.
 
@@ -56,6 +59,13 @@ def simulate(
         Client mods around every site's handlers, outermost first, as in
         ``colearn_fl.client_app``: they see the run config given here and each reply as it
         leaves the site (after the DP clipping mod).
+    ray_address : str, optional
+        A running Ray cluster to put the sites on (``'127.0.0.1:6379'``, ``'auto'``: the
+        one ``ray start`` last started on this machine); default: ``$RAY_ADDRESS`` if set,
+        else a private Ray instance that this run starts and stops. On a cluster the run
+        leaves it running; each site reserves ``cpus_per_site`` / ``gpus_per_site`` of it.
+    gpus_per_site : float (default: 0)
+        GPUs Ray reserves per ClientApp (e.g. 0.5: two sites share a GPU).
     """
     config = dict(run_config)
     config.setdefault("run-name", "")
@@ -79,13 +89,19 @@ def simulate(
         client_app=client,
         num_supernodes=num_sites,
         backend_config={
-            "client_resources": {"num_cpus": cpus_per_site, "num_gpus": 0.0},
-            # A Ray cluster of its own: ray.init() would otherwise join one another
-            # simulation on this machine started, and queue behind its actors.
-            "init_args": {"address": "local"},
+            "client_resources": {"num_cpus": cpus_per_site, "num_gpus": gpus_per_site},
+            "init_args": {"address": ray_cluster(ray_address)},
         },
     )
     return parsed.outputs.folder(0)
+
+
+def ray_cluster(address: str | None = None) -> str:
+    """The Ray address a simulation starts on: ``address``, else ``$RAY_ADDRESS``, else
+    ``'local'`` (a private instance: ``ray.init()`` would otherwise join the cluster
+    ``ray start`` last started on this machine, or another simulation's, and queue behind
+    its actors)."""
+    return address or os.environ.get("RAY_ADDRESS") or "local"
 
 
 def with_run_config(context: Context, config: Mapping[str, Any]) -> Context:
