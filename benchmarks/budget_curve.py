@@ -198,28 +198,40 @@ def _interval(s: SeedSummary) -> str:
         f"{text} [{100 * s.diff_low:+.2f}, {100 * s.diff_high:+.2f}]"
 
 
+GAP_AXIS = (-6.0, 2.0)  # points; a gap or interval beyond it is drawn at the edge, labelled
+
+
 def _plot(path: Path, accuracy: dict[str, dict[int, dict[int, dict[str, float]]]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(accuracy), figsize=(11, 4.2), sharey=True,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(1, len(accuracy), figsize=(11, 4.2), constrained_layout=True)
+    low_edge, high_edge = GAP_AXIS
     for ax, (partition, by_budget) in zip(axes, accuracy.items(), strict=True):
         budgets = list(by_budget)
-        for method in METHODS[1:]:
+        for shift, method in enumerate(METHODS[1:]):
+            xs = [i + 0.08 * (shift - 1.5) for i in range(len(budgets))]  # side by side
             gaps = [paired(by_budget[b], method, "vanilla") for b in budgets]
-            means = [100 * g.diff for g in gaps]
-            low = [0.0 if math.isnan(g.diff_low) else 100 * (g.diff - g.diff_low) for g in gaps]
-            high = [0.0 if math.isnan(g.diff_high) else 100 * (g.diff_high - g.diff)
-                    for g in gaps]
-            ax.errorbar(budgets, means, yerr=[low, high], marker="o", capsize=4, label=method)
+            means = [min(max(100 * g.diff, low_edge), high_edge) for g in gaps]
+            lows = [m - max(100 * g.diff_low, low_edge) if not math.isnan(g.diff_low) else 0.0
+                    for m, g in zip(means, gaps, strict=True)]
+            highs = [min(100 * g.diff_high, high_edge) - m if not math.isnan(g.diff_high)
+                     else 0.0 for m, g in zip(means, gaps, strict=True)]
+            line = ax.errorbar(xs, means, yerr=[lows, highs], marker="o", capsize=4,
+                               label=method)
+            for x, mean, g in zip(xs, means, gaps, strict=True):
+                if mean != 100 * g.diff:  # off the axis: say where it is
+                    ax.annotate(f"{100 * g.diff:+.1f}", (x, mean), textcoords="offset points",
+                                xytext=(4, 6), fontsize=8, color=line[0].get_color())
         ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set(xscale="log", xticks=budgets, xticklabels=[str(b) for b in budgets],
-               xlabel="budget (pooled epochs)", title=partition)
-    axes[0].set_ylabel("accuracy − vanilla (points), 95 % CI")
-    axes[-1].legend(loc="lower right")
+        ax.set(xticks=range(len(budgets)), xticklabels=[str(b) for b in budgets],
+               ylim=(low_edge - 0.3, high_edge), xlabel="budget (pooled epochs)",
+               title=partition)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("accuracy − vanilla (points), mean and 95 % CI")
+    axes[0].legend(loc="lower right")
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
