@@ -214,11 +214,14 @@ def _plot(path: Path, accuracy: dict[str, dict[int, dict[int, dict[str, float]]]
         for shift, method in enumerate(METHODS[1:]):
             xs = [i + 0.08 * (shift - 1.5) for i in range(len(budgets))]  # side by side
             gaps = [paired(by_budget[b], method, "vanilla") for b in budgets]
-            means = [min(max(100 * g.diff, low_edge), high_edge) for g in gaps]
-            lows = [m - max(100 * g.diff_low, low_edge) if not math.isnan(g.diff_low) else 0.0
+            def clip(value: float) -> float:
+                return min(max(100 * value, low_edge), high_edge)
+
+            means = [clip(g.diff) for g in gaps]
+            lows = [0.0 if math.isnan(g.diff_low) else max(0.0, m - clip(g.diff_low))
                     for m, g in zip(means, gaps, strict=True)]
-            highs = [min(100 * g.diff_high, high_edge) - m if not math.isnan(g.diff_high)
-                     else 0.0 for m, g in zip(means, gaps, strict=True)]
+            highs = [0.0 if math.isnan(g.diff_high) else max(0.0, clip(g.diff_high) - m)
+                     for m, g in zip(means, gaps, strict=True)]
             line = ax.errorbar(xs, means, yerr=[lows, highs], marker="o", capsize=4,
                                label=method)
             for x, mean, g in zip(xs, means, gaps, strict=True):
