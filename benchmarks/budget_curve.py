@@ -61,21 +61,23 @@ def rounds_of(budget: int) -> int:
 
 
 def federated_plan(budgets: list[int], fedavg_lr: float
-                   ) -> dict[str, tuple[dict[str, Any], dict[int, int]]]:
-    """Each federated run: its run-config overrides and, per budget, the round to read."""
+                   ) -> dict[str, tuple[str, dict[str, Any], dict[int, int]]]:
+    """Each federated run by name: the method it stands for, its run-config overrides and,
+    per budget, the round to read."""
     most = max(budgets)
     constant = {"lr-schedule": "constant", "lr-max": fedavg_lr, "lr-min": fedavg_lr}
     growing = {"epochs-schedule": "geometric", "epochs-initial": 1, "epochs-mult": 2.0,
                "num-server-rounds": rounds_of(most)}
     plan = {
-        "fedavg": ({**constant, **growing}, {b: rounds_of(b) for b in budgets}),
-        "fedavg-1": ({**constant, "epochs-schedule": "fixed", "epochs-initial": 1,
-                      "num-server-rounds": most}, {b: b for b in budgets}),
-        "colearn-ile": (dict(growing), {b: rounds_of(b) for b in budgets}),
+        "fedavg": ("fedavg", {**constant, **growing}, {b: rounds_of(b) for b in budgets}),
+        "fedavg-1": ("fedavg-1", {**constant, "epochs-schedule": "fixed", "epochs-initial": 1,
+                                  "num-server-rounds": most}, {b: b for b in budgets}),
+        "colearn-ile": ("colearn-ile", dict(growing), {b: rounds_of(b) for b in budgets}),
     }
     for b in budgets:
-        plan[f"colearn-{b}"] = ({"epochs-schedule": "budget", "epochs-budget": b,
-                                 "budget-shape": "decaying", "num-server-rounds": rounds_of(b)},
+        plan[f"colearn-{b}"] = ("colearn", {"epochs-schedule": "budget", "epochs-budget": b,
+                                            "budget-shape": "decaying",
+                                            "num-server-rounds": rounds_of(b)},
                                 {b: rounds_of(b)})
     return plan
 
@@ -141,11 +143,9 @@ def grid(base: dict[str, Any], seeds: list[int], budgets: list[int], fedavg_lr: 
             for partition in PARTITIONS:
                 accuracy[partition][budget][seed]["vanilla"] = value
         for partition in PARTITIONS:
-            for name, (overrides, reads) in plan.items():
+            for name, (method, overrides, reads) in plan.items():
                 rows = {r["round"]: r for r in
                         run_federated(base, name, overrides, seed, partition, folder)}
-                method = "colearn" if name.startswith("colearn-") and name[8:].isdigit() \
-                    else name
                 for budget, round_ in reads.items():
                     done = sum(rows[r]["local-epochs"] for r in range(1, round_ + 1))
                     assert done == budget, f"{name}: {done} epochs by round {round_}, not {budget}"
@@ -156,8 +156,7 @@ def grid(base: dict[str, Any], seeds: list[int], budgets: list[int], fedavg_lr: 
 def paired(values: dict[int, dict[str, float]], method: str, reference: str) -> SeedSummary:
     """``method`` - ``reference`` over the seeds (mean, 95 % interval)."""
     pairs = {s: {"a": v[method], "ref": v[reference]} for s, v in values.items()}
-    summary = summarise(pairs, reference="ref")[0]
-    return summary
+    return summarise(pairs, reference="ref")[0]
 
 
 def write_report(folder: Path, accuracy: dict[str, dict[int, dict[int, dict[str, float]]]],
@@ -209,14 +208,15 @@ def _plot(path: Path, accuracy: dict[str, dict[int, dict[int, dict[str, float]]]
 
     fig, axes = plt.subplots(1, len(accuracy), figsize=(11, 4.2), constrained_layout=True)
     low_edge, high_edge = GAP_AXIS
+
+    def clip(value: float) -> float:  # a fraction, drawn in points within the axis
+        return min(max(100 * value, low_edge), high_edge)
+
     for ax, (partition, by_budget) in zip(axes, accuracy.items(), strict=True):
         budgets = list(by_budget)
         for shift, method in enumerate(METHODS[1:]):
             xs = [i + 0.08 * (shift - 1.5) for i in range(len(budgets))]  # side by side
             gaps = [paired(by_budget[b], method, "vanilla") for b in budgets]
-            def clip(value: float) -> float:
-                return min(max(100 * value, low_edge), high_edge)
-
             means = [clip(g.diff) for g in gaps]
             lows = [0.0 if math.isnan(g.diff_low) else max(0.0, m - clip(g.diff_low))
                     for m, g in zip(means, gaps, strict=True)]

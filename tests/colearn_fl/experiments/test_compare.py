@@ -145,3 +145,23 @@ def test_a_data_dir_that_does_not_exist_is_refused(tmp_path, capsys) -> None:
                    f"data-dir='{tmp_path / 'nowhere'}'", "--output-dir", str(tmp_path / "out")])
     assert status == 2
     assert "does not exist on the server" in capsys.readouterr().err
+
+
+def test_ray_address_flag_puts_the_federated_methods_on_that_cluster(tmp_path, monkeypatch
+                                                                     ) -> None:
+    # Prepare: record where simulate() would start Ray, instead of running anything
+    import colearn_fl.experiments.compare as compare_module
+    from colearn_fl.simulation import ray_cluster
+
+    monkeypatch.setenv("RAY_ADDRESS", "")  # restored afterwards, whatever the CLI sets
+    seen = []
+    monkeypatch.setattr(compare_module, "compare",
+                        lambda *args, **kwargs: seen.append(ray_cluster()) or [])
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "comparison.md").write_text("table\n")
+    # Execute
+    status = main(["compare", "--ray-address", "127.0.0.1:6379", "--output-dir",
+                   str(tmp_path), "--name", "t"])
+    # Assert
+    assert status == 0
+    assert seen == ["127.0.0.1:6379"]
