@@ -77,7 +77,7 @@ def plain_fit(build: Any, data: Images, epochs: int, precision: str) -> float:
     """Seconds of ``Trainer.fit`` of the same model and data."""
     module = build({})
     start = time.perf_counter()
-    make_trainer(precision, [], epochs, progress_bar=False).fit(module, datamodule=data)
+    make_trainer(precision, [], epochs).fit(module, datamodule=data)
     _sync()
     return time.perf_counter() - start
 

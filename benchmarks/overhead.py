@@ -71,8 +71,7 @@ def _train_round(task: TaskAdapter, config: RunConfig, global_state: dict[str, A
         module.load_state_dict(global_state)
         data = task.site_datamodule(config, (site, sites))
         cycle = LRCycle(sent["lr-schedule"], sent["lr-max"], sent["lr-min"])
-        trainer = make_trainer(config.training.precision, [cycle], sent["local-epochs"],
-                               progress_bar=False)
+        trainer = make_trainer(config.training.precision, [cycle], sent["local-epochs"])
         trainer.fit(module, datamodule=data)
         states.append(module.state_dict())
         weights.append(len(data.train_dataloader().dataset))

@@ -133,4 +133,4 @@ def _cycle(task: TaskAdapter, config: RunConfig, module: pl.LightningModule,
 
 
 def _trainer(epochs: int, callbacks: list[pl.Callback], config: RunConfig) -> pl.Trainer:
-    return make_trainer(config.training.precision, callbacks, epochs, progress_bar=False)
+    return make_trainer(config.training.precision, callbacks, epochs)

@@ -31,7 +31,7 @@ def central_evaluator(datamodule_fn: CentralDataFn | None, raw: dict[str, Any],
     loader = datamodule.test_dataloader()
 
     def evaluate(module: pl.LightningModule) -> dict[str, float]:
-        trainer = make_trainer(precision, [], progress_bar=False)
+        trainer = make_trainer(precision, [])
         results = trainer.test(module, dataloaders=loader, verbose=False)
         return {k: float(v) for k, v in (results[0] if results else {}).items()}
 

@@ -38,7 +38,7 @@ def range_test(module: pl.LightningModule, datamodule: pl.LightningDataModule, m
     cap derived from it is conservative).
     """
     with tempfile.TemporaryDirectory(prefix="colearn-lr-find-") as folder:
-        trainer = make_trainer(precision, [], epochs=1, progress_bar=False, root_dir=folder)
+        trainer = make_trainer(precision, [], epochs=1, root_dir=folder)
         trainer.fit_loop.max_epochs = -1  # lr_find sets max_steps; epochs must not stop it
         finder = Tuner(trainer).lr_find(module, datamodule=datamodule, min_lr=min_lr,
                                         max_lr=max_lr, num_training=steps,

@@ -41,7 +41,7 @@ class NoValidation(TinyData):
 def _fit(module: pl.LightningModule, data: pl.LightningDataModule, callbacks: list,
          validate: bool, epochs: int = 3) -> None:
     torch.manual_seed(0)
-    make_trainer("32-true", callbacks, epochs, progress_bar=False,
+    make_trainer("32-true", callbacks, epochs,
                  validate=validate).fit(module, datamodule=data)
 
 
@@ -59,7 +59,7 @@ def test_each_epoch_reports_its_mean_loss_its_last_lr_and_its_validation(tmp_pat
     assert set(stats.epochs) == {"train-loss", "lr", "loss", "accuracy"}
     assert len(stats.epochs["accuracy"]) == 3
     # The last epoch's validation saw the final model: the same figures as validating it now
-    final = make_trainer("32-true", [], progress_bar=False).validate(
+    final = make_trainer("32-true", []).validate(
         module, datamodule=TinyData(), verbose=False)[0]
     assert stats.epochs["accuracy"][-1] == pytest.approx(final["accuracy"])
     assert stats.epochs["loss"][-1] == pytest.approx(final["loss"])
