@@ -1,5 +1,4 @@
-"""A site's Trainer prints no Lightning advertisement, no pytree deprecation warning and no
-progress bar."""
+"""A site's Trainer prints no Lightning advertisement and no pytree deprecation warning."""
 
 from __future__ import annotations
 
@@ -21,22 +20,3 @@ def test_site_trainers_are_quiet(caplog) -> None:
     assert not [w for w in caught if "LeafSpec" in str(w.message)]
     assert "max_epochs=1" in caplog.text
 
-
-def test_a_sites_round_draws_no_progress_bar(flower_identity: None, tmp_path, capsys) -> None:
-    # Prepare: a training instruction as the server sends it
-    from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
-
-    from colearn_fl.arrays import state_dict_to_arrays
-    from colearn_fl.site.rounds import SiteCall, train_round
-
-    context = Context(run_id=7, node_id=3, node_config={"partition-id": 0, "num-partitions": 1},
-                      state=RecordDict(), run_config={"output-dir": str(tmp_path)})
-    config = ConfigRecord({"server-round": 1, "local-epochs": 1, "lr-schedule": "cosine",
-                           "lr-max": 0.1, "lr-min": 0.001})
-    msg = Message(RecordDict({"arrays": state_dict_to_arrays(TinyClassifier().state_dict()),
-                              "config": config}), dst_node_id=3, message_type=MessageType.TRAIN)
-    # Execute
-    train_round(msg, SiteCall.of(context, lambda cfg: TinyClassifier(), lambda ctx: TinyData()))
-    # Assert: no bar redrawn per batch (Lightning's tqdm bar writes "it/s" to stdout)
-    out = capsys.readouterr()
-    assert "it/s" not in out.out + out.err

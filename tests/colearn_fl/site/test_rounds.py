@@ -64,6 +64,17 @@ def test_train_round_replies_weights_examples_and_loss(flower_identity: None, tm
     assert (tmp_path / "run-7" / "sites" / "site-1" / "round-1-train").is_dir()
 
 
+
+def test_a_training_round_draws_no_progress_bar(flower_identity: None, tmp_path,
+                                                capsys) -> None:
+    # Execute
+    train_round(instruction(MessageType.TRAIN, TinyClassifier(), **ROUND),
+                SiteCall.of(context(tmp_path), lambda cfg: TinyClassifier(),
+                            lambda ctx: TinyData(n=48)))
+    # Assert: no bar redrawn per batch (Lightning's tqdm bar writes "it/s")
+    out = capsys.readouterr()
+    assert "it/s" not in out.out + out.err
+
 def test_train_round_starts_from_the_global_weights(flower_identity: None, tmp_path) -> None:
     # Prepare: a global model whose weights differ from a fresh module's
     global_model = TinyClassifier()
